@@ -1,0 +1,1 @@
+"""Writes the knowledge base: reads documents, chunks and embeds them into Qdrant."""

@@ -1,0 +1,165 @@
+"""`python -m ingest`: a thin command line over `ingest.pipeline` and `ingest.writer`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import KBError
+from rag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
+
+EXIT_FAILED_FILES = 1
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Ingest documents into the knowledge base; only changed files are re-embedded.",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, help="folders or files to ingest")
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files matching this glob (repeatable)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files matching this glob (repeatable)",
+    )
+    parser.add_argument(
+        "--prune", action="store_true", help="remove documents whose files are gone from the folder"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--list", action="store_true", help="list the documents in the store")
+    parser.add_argument("--delete", type=Path, metavar="PATH", help="remove one document")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.list:
+            return list_documents(settings)
+        if args.delete:
+            return delete_document(settings, args.delete)
+        if not args.paths:
+            print("Give at least one folder or file to ingest (or --list).", file=sys.stderr)
+            return EXIT_ERROR
+        return run_ingest(settings, args)
+    except KBError as err:
+        print(err, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted; finished documents are kept, run again to finish.", file=sys.stderr)
+        return 130
+
+
+def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.pipeline import ingest
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"No such file or folder: {', '.join(missing)}.", file=sys.stderr)
+        return EXIT_ERROR
+    with _progress_bar(enabled=sys.stderr.isatty() and not args.quiet) as on_progress:
+        report = ingest(
+            settings, args.paths, args.include, args.exclude, args.prune, on_progress=on_progress
+        )
+    if args.report:
+        report.write(args.report)
+    print(_summary(report))
+    for failure in report.failed:
+        print(f"  failed: {failure['path']}: {failure['reason']}", file=sys.stderr)
+    if report.gone:
+        print(
+            f"{len(report.gone)} document(s) are gone from the folder but still in the "
+            "knowledge base; run again with --prune to remove them:"
+        )
+        for path in report.gone:
+            print(f"  gone: {path}")
+    return EXIT_FAILED_FILES if report.failed else 0
+
+
+def _summary(report: IngestReport) -> str:
+    r = report
+    files = r.added + r.updated + r.unchanged + len(r.failed)
+    rate = r.chunks_written / r.seconds if r.seconds else 0.0
+    return (
+        f"{files} files: {r.added} added, {r.updated} updated, {r.unchanged} unchanged, "
+        f"{r.removed} removed, {len(r.failed)} failed; {r.chunks_written} chunks written "
+        f"in {r.seconds:.1f} s ({rate:.1f} chunks/s)."
+    )
+
+
+class _progress_bar:
+    """A tqdm bar over files with chunks and chunks/s; nothing when not on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.started = time.perf_counter()
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.update if self.enabled else None
+
+    def update(self, shown: str, files_done: int, chunks: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(unit="file", desc="ingest", dynamic_ncols=True)
+        self.bar.n = files_done
+        elapsed = time.perf_counter() - self.started
+        self.bar.set_postfix(chunks=chunks, chunks_per_s=f"{chunks / elapsed:.1f}", refresh=False)
+        self.bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def list_documents(settings: Settings) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rag.store import open_store
+
+    with open_store(settings) as store:
+        records = store.documents()
+    if not records:
+        print(f"The knowledge base {settings.collection!r} holds no documents yet.")
+        return 0
+    table = Table("document", "title", "chunks", "ingested (UTC)")
+    for record in records:
+        table.add_row(record.abs_path, record.title, str(record.chunk_count), record.ingested_at)
+    Console().print(table)
+    print(f"{len(records)} documents, {sum(r.chunk_count for r in records)} chunks.")
+    return 0
+
+
+def delete_document(settings: Settings, path: Path) -> int:
+    from ingest.writer import remove_document
+    from rag.store import doc_id_for, open_store
+
+    with open_store(settings) as store:
+        record = store.document(doc_id_for(str(path.resolve())))
+        if record is None:
+            print(f"{path} is not in the knowledge base (see --list).", file=sys.stderr)
+            return EXIT_FAILED_FILES
+        remove_document(store, record)
+    print(f"Removed {record.abs_path} ({record.chunk_count} chunks).")
+    return 0

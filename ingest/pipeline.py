@@ -1,0 +1,321 @@
+"""`ingest(settings, roots)`: read, chunk, embed and write documents, touching only what changed.
+
+The main thread reads, chunks and embeds; a writer thread does the Qdrant writes in order, so
+the store is written while the next batch is embedded. A document's writes are: `begin`
+(clear invisible leftovers of killed runs), its chunk points, `commit` (the registry flip
+that makes it visible) and garbage collection of the old version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest import writer
+from ingest.chunking import Chunk, ChunkLimits, chunk_document
+from ingest.readers import UnreadableFile, read_document
+from ingest.walk import FoundFile, find_files
+from rag.embeddings import Embedder
+from rag.settings import Settings
+from rag.sparse import Bm25Encoder
+from rag.store import DocRecord, Store, chunk_id_for, doc_id_for, open_store
+
+EMBED_BATCH_CHUNKS = 128
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    seconds: float = 0.0
+    gone: list[str] = field(default_factory=list)  # missing files kept because --prune was off
+
+    def as_json(self) -> dict[str, Any]:
+        keys = ("added", "updated", "unchanged", "removed", "failed", "chunks_written", "seconds")
+        return {key: getattr(self, key) for key in keys}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class _Pending:
+    """A changed document on its way to the store."""
+
+    found: FoundFile
+    record: DocRecord
+    previous: DocRecord | None
+    chunks: list[Chunk]
+    remaining: int
+
+
+ProgressHook = Callable[[str, int, int], None]  # (file shown, files done, chunks written)
+
+
+def pipeline_signature(settings: Settings) -> str:
+    """What, besides a file's bytes, decides its chunks: changing it re-ingests everything."""
+    return f"v1|{settings.embed_model}|{settings.chunk_size}|{settings.chunk_overlap}"
+
+
+def version_hash(data: bytes, settings: Settings) -> str:
+    digest = hashlib.sha256(pipeline_signature(settings).encode())
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def ingest(
+    settings: Settings,
+    roots: Sequence[Path],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    prune: bool = False,
+    embedder: Embedder | None = None,
+    on_progress: ProgressHook | None = None,
+) -> IngestReport:
+    started = time.perf_counter()
+    with open_store(settings) as store:
+        run = _Run(settings, store, embedder or Embedder(settings), on_progress)
+        report = run.execute(roots, include, exclude, prune)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder,
+        on_progress: ProgressHook | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.on_progress = on_progress
+        self.report = IngestReport()
+        self.bm25 = Bm25Encoder(avg_len=max(16.0, settings.chunk_size * 0.5))
+        self.buffer: list[tuple[_Pending, Chunk]] = []
+        self.writes: _WriterThread | None = None
+        self.files_done = 0
+
+    def execute(
+        self, roots: Sequence[Path], include: Sequence[str], exclude: Sequence[str], prune: bool
+    ) -> IngestReport:
+        if self.store.exists():
+            writer.check_embedder(self.store, self.settings.embed_model)
+            writer.finish_pending(self.store)
+        registry = {record.doc_id: record for record in self.store.documents()}
+        found = list(find_files(roots, include, exclude))
+        try:
+            for item in found:
+                self._ingest_file(item, registry.get(doc_id_for(str(item.path))))
+                self.files_done += 1
+                self._progress(item.rel)
+            self._flush()
+        finally:
+            if self.writes is not None:
+                self.writes.close()
+        self._handle_gone(roots, {str(f.path) for f in found}, registry, prune)
+        return self.report
+
+    def _progress(self, shown: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(shown, self.files_done, self.report.chunks_written)
+
+    def _ingest_file(self, found: FoundFile, previous: DocRecord | None) -> None:
+        try:
+            data = _read_bytes(found.path, self.settings.max_file_mb)
+            doc_hash = version_hash(data, self.settings)
+            if previous is not None and previous.doc_hash == doc_hash:
+                self.report.unchanged += 1
+                return
+            parsed = read_document(found.path, data)
+        except UnreadableFile as reason:
+            self.report.failed.append({"path": str(found.path), "reason": str(reason)})
+            return
+        self._start_writes()
+        chunks = chunk_document(
+            parsed,
+            ChunkLimits(
+                self.settings.chunk_size, self.settings.chunk_overlap, self.embedder.max_tokens
+            ),
+            self.embedder.count_tokens,
+            self.embedder.token_offsets,
+        )
+        record = DocRecord(
+            doc_id=doc_id_for(str(found.path)),
+            path=found.rel,
+            abs_path=str(found.path),
+            title=parsed.title,
+            doc_hash=doc_hash,
+            chunk_count=len(chunks),
+            size_bytes=len(data),
+            ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            pending_gc=True,
+        )
+        pending = _Pending(found, record, previous, chunks, remaining=len(chunks))
+        self._writer().put(("begin", pending))
+        if previous is None:
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+        self.buffer.extend((pending, chunk) for chunk in chunks)
+        if len(self.buffer) >= EMBED_BATCH_CHUNKS:
+            self._flush()
+
+    def _start_writes(self) -> None:
+        """First changed file: load the embedder and make sure the collections exist."""
+        if self.writes is not None:
+            return
+        name, dim = self.settings.embed_model, self.embedder.dim
+        writer.check_dimension(self.store, name, dim)
+        writer.ensure_collections(self.store, name, dim)
+        self.writes = _WriterThread(self.store)
+
+    def _writer(self) -> _WriterThread:
+        assert self.writes is not None
+        return self.writes
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        vectors = self.embedder.embed([chunk.embed_text for _, chunk in batch])
+        points = [
+            self._point(pending, chunk, vector)
+            for (pending, chunk), vector in zip(batch, vectors, strict=True)
+        ]
+        self._writer().put(("points", points))
+        self.report.chunks_written += len(points)
+        for pending, _ in batch:
+            pending.remaining -= 1
+            if pending.remaining == 0:
+                self._writer().put(("commit", pending))
+        self._progress("")
+
+    def _point(self, pending: _Pending, chunk: Chunk, vector: list[float]) -> Any:
+        from qdrant_client import models
+
+        record = pending.record
+        return models.PointStruct(
+            id=chunk_id_for(record.doc_id, record.doc_hash, chunk.index),
+            vector={"dense": vector, "bm25": self.bm25.document(chunk.embed_text)},
+            payload={
+                "doc_id": record.doc_id,
+                "path": record.path,
+                "abs_path": record.abs_path,
+                "dirs": _ancestors(pending.found.path),
+                "title": record.title,
+                "page": chunk.page,
+                "headings": list(chunk.headings),
+                "chunk_index": chunk.index,
+                "char_start": chunk.char_start,
+                "char_end": chunk.char_end,
+                "doc_hash": record.doc_hash,
+                "text": chunk.text,
+                "n_tokens": chunk.n_tokens,
+            },
+        )
+
+    def _handle_gone(
+        self,
+        roots: Sequence[Path],
+        present: set[str],
+        registry: dict[str, DocRecord],
+        prune: bool,
+    ) -> None:
+        folders = [root.resolve() for root in roots if root.is_dir()]
+        for record in registry.values():
+            path = Path(record.abs_path)
+            if record.abs_path in present or path.exists():
+                continue
+            if not any(path.is_relative_to(folder) for folder in folders):
+                continue
+            if prune:
+                writer.remove_document(self.store, record)
+                self.report.removed += 1
+            else:
+                self.report.gone.append(record.abs_path)
+
+
+class _WriterThread:
+    """Applies write tasks in order on a background thread; re-raises its error on close."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.tasks: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="kb-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, task: tuple[str, Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.tasks.put(task)
+
+    def close(self) -> None:
+        self.tasks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            if self.error is None:
+                try:
+                    self._apply(*task)
+                except BaseException as err:  # handed to the main thread
+                    self.error = err
+
+    def _apply(self, kind: str, payload: Any) -> None:
+        if kind == "points":
+            writer.upsert_chunks(self.store, payload)
+        elif kind == "begin":
+            self._begin(payload)
+        elif kind == "commit":
+            record = replace(payload.record, pending_gc=True)
+            writer.commit_document(self.store, record)
+            writer.collect_garbage(self.store, record)
+
+    def _begin(self, pending: _Pending) -> None:
+        if pending.previous is None:
+            # A placeholder record lets the next run find and clear what a kill leaves behind.
+            placeholder = replace(pending.record, doc_hash=writer.REMOVED_HASH, chunk_count=0)
+            writer.commit_document(self.store, placeholder)
+            visible = writer.REMOVED_HASH
+        else:
+            visible = pending.previous.doc_hash
+        writer.discard_invisible(self.store, pending.record.doc_id, visible)
+
+
+def _read_bytes(path: Path, max_mb: float) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > max_mb * 1024 * 1024:
+            raise UnreadableFile(
+                f"the file is {size / 1048576:.1f} MB, "
+                f"over the KB_MAX_FILE_MB limit of {max_mb:g} MB"
+            )
+        return path.read_bytes()
+    except PermissionError:
+        raise UnreadableFile("the file cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise UnreadableFile("not a file") from None
+    except OSError as err:
+        raise UnreadableFile(f"the file cannot be read ({err.strerror or err})") from None
+
+
+def _ancestors(path: Path) -> list[str]:
+    return [parent.as_posix() for parent in path.parents]
