@@ -1,0 +1,53 @@
+"""Shared fixtures: a fake Ollama on loopback, and settings that point at it and at tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.settings import UPSTREAM_NAMES, Settings
+from tests.fake_ollama import FakeOllama
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A fresh fake Ollama on a free loopback port: `.url`, `.requests`, `.requests_to(path)`."""
+    server = FakeOllama().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No KB_*/OLLAMA_HOST/QDRANT_* from the developer's shell and no kb.toml leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("KB_") or name in UPSTREAM_NAMES.values():
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KB_CONFIG", str(tmp_path / "no-kb.toml"))
+
+
+@pytest.fixture
+def settings_factory(
+    fake_ollama: FakeOllama, tmp_path: Path, isolated_env: None
+) -> SettingsFactory:
+    """`settings_factory(**overrides)`: Settings on the fake Ollama, its fake models, tmp_path."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "ollama_host": fake_ollama.url,
+            "model": "fake-llama3:8b",
+            "models": ["fake-llama3:8b", "fake-mistral:7b"],
+            "qdrant_path": tmp_path / "qdrant",
+            "data_dir": tmp_path / "data",
+        }
+        return Settings(**{**values, **overrides})
+
+    return make
