@@ -1,0 +1,1 @@
+"""The Streamlit app (ui/app.py) and its helpers."""
