@@ -8,7 +8,10 @@ Standalone: `python -m tests.fake_ollama --port 11435`. In-process:
 
 Endpoints: GET /api/version, /api/tags, /api/ps; POST /api/show, /api/chat (NDJSON stream or one
 object), /api/pull (streamed status lines). An unknown model is a 404 with
-`{"error": "model \"x\" not found, try pulling it first"}`.
+`{"error": "model \"x\" not found, try pulling it first"}`. Models (`DEFAULT_MODELS`, or pass
+your own `FakeModel`s): fake-llama3:8b (llama, 131072), fake-mistral:7b (llama, 32768),
+fake-qwen2:7b (qwen2, 32768), fake-tiny:1b (llama, 2048), fake-broken:1b, and fake-phi3:3.8b,
+which is not pulled until a `/api/pull` asks for it.
 
 How the fake imitates Ollama where it matters:
 
@@ -24,8 +27,8 @@ How the fake imitates Ollama where it matters:
   number of tokens kept. `options.num_predict` caps the answer (done_reason "length").
 - Answers are extractive, from the text that survived the cut. Passages are read from the last
   message: a block starts with `[n]` at a line start; its first line is the source line and the
-  following lines are the text; a block ends at the next `[n]`, at `</passages>` or at a line
-  starting `Question:`. The question is what follows `Question:`, or else the whole message. The
+  following lines are the text; a block ends at the next `[n]`, at `</passages>` or at the last
+  line starting `Question:`. The question is what follows that line, else the whole message. The
   answer is the passage sentence sharing the most content words with the question (stopwords
   ignored, a plural "s" stripped), followed by ` [n]`; at least half of the question's content
   words must be shared, otherwise the answer is `NO_ANSWER`.
@@ -300,8 +303,8 @@ def _cut_middle(
 def _surviving_text(
     messages: Sequence[Mapping[str, Any]], kept: list[tuple[int, PromptToken]]
 ) -> dict[int, str]:
-    """Each message's kept content; where the middle cut went through it, the pieces meet at a
-    line break, so a passage whose `[n]` line was cut away cannot be cited any more."""
+    """Each message's kept content (pieces on both sides of the middle cut joined by a line
+    break). Text whose `[n]` line was cut away belongs to no passage and cannot be cited."""
     runs: dict[int, list[list[int]]] = {}
     last_position: dict[int, int] = {}
     for position, token in kept:
@@ -339,8 +342,7 @@ def fit_prompt(
 # -- the extractive "model" --------------------------------------------------------------------
 
 PASSAGE_HEADER_RE = re.compile(r"^\[(\d+)\][^\n]*$", re.MULTILINE)
-PASSAGE_END_RE = re.compile(r"^\s*(?:</passages>|Question:)", re.MULTILINE)
-QUESTION_RE = re.compile(r"^\s*Question:\s*(.*)", re.MULTILINE | re.DOTALL)
+QUESTION_LINE_RE = re.compile(r"^[ \t]*Question:[ \t]*", re.MULTILINE)
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 WORD_RE = re.compile(r"\w+")
 
@@ -351,14 +353,20 @@ class Passage:
     text: str
 
 
+def _last_question_line(message: str) -> re.Match[str] | None:
+    # the last one: a passage may quote a "Question:" line of its own (a FAQ, say)
+    found = list(QUESTION_LINE_RE.finditer(message))
+    return found[-1] if found else None
+
+
 def parse_passages(message: str) -> list[Passage]:
-    headers = list(PASSAGE_HEADER_RE.finditer(message))
+    question = _last_question_line(message)
+    block = message[: question.start()] if question else message
+    headers = list(PASSAGE_HEADER_RE.finditer(block))
     passages = []
     for index, header in enumerate(headers):
-        stop = headers[index + 1].start() if index + 1 < len(headers) else len(message)
-        body = message[header.end() : stop]
-        end_tag = PASSAGE_END_RE.search(body)
-        body = body[: end_tag.start()] if end_tag else body
+        stop = headers[index + 1].start() if index + 1 < len(headers) else len(block)
+        body = block[header.end() : stop].split("</passages>", 1)[0]
         if not body.strip():  # the text sits on the `[n]` line itself
             body = header.group(0)[len(header.group(1)) + 2 :]
         passages.append(Passage(int(header.group(1)), body.replace("<passages>", "").strip()))
@@ -366,8 +374,8 @@ def parse_passages(message: str) -> list[Passage]:
 
 
 def parse_question(message: str) -> str:
-    found = QUESTION_RE.search(message)
-    return (found.group(1) if found else message).strip()
+    found = _last_question_line(message)
+    return (message[found.end() :] if found else message).strip()
 
 
 def _stem(word: str) -> str:

@@ -1,0 +1,120 @@
+"""`python -m rag`: the command line over `rag/`. One function per subcommand.
+
+To add a subcommand, write `_add_<name>_command(subcommands)` that registers its parser with
+`set_defaults(run=<function>)`, and call it from `build_parser()`; the function receives the
+parsed arguments and the settings and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from rag.errors import KBError
+from rag.models import (
+    ModelFacts,
+    canonical_model_name,
+    effective_window,
+    kv_cache_mib,
+    list_model_facts,
+)
+from rag.ollama_client import OllamaGateway
+from rag.settings import Settings, load_settings
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rag", description="Ask the knowledge base and inspect the Ollama models."
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_models_command(subcommands)
+    return parser
+
+
+def _add_models_command(subcommands: Any) -> None:
+    models = subcommands.add_parser(
+        "models",
+        help="list the Ollama models with their context windows and KV-cache sizes",
+        description="List the models Ollama serves: trained context, the window kb will use, "
+        "the KV cache that window costs, and the licence.",
+    )
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(run=run_models)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: Command = args.run
+    try:
+        return command(args, load_settings())
+    except KBError as err:
+        print(err, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# -- models --
+
+
+def model_row(facts: ModelFacts, settings: Settings) -> dict[str, Any]:
+    """One model as plain data: its facts plus the window kb uses and that window's KV cache."""
+    window = effective_window(facts, settings) if facts.pulled else None
+    kv = kv_cache_mib(facts, window) if window is not None else None
+    return {
+        **asdict(facts),
+        "effective_window": window,
+        "kv_cache_mib": round(kv, 1) if kv is not None else None,
+    }
+
+
+def run_models(args: argparse.Namespace, settings: Settings) -> int:
+    with OllamaGateway(settings) as gateway:
+        rows = [model_row(f, settings) for f in list_model_facts(gateway, settings)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_models_table(rows, settings)
+    return 0
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _print_models_table(rows: list[dict[str, Any]], settings: Settings) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Ollama models", title_justify="left", caption="* the default model")
+    table.add_column("model", no_wrap=True)
+    for header in ("family", "params", "quant"):
+        table.add_column(header)
+    for header in ("trained ctx", "window", "KV MiB"):
+        table.add_column(header, justify="right")
+    table.add_column("license")
+    default = canonical_model_name(settings.model)
+    for row in rows:
+        name = escape(row["name"]) + (" *" if row["name"] == default else "")
+        family = escape(_shown(row["family"])) if row["pulled"] else "[dim]not pulled[/dim]"
+        cells = [row[k] for k in ("parameter_size", "quantization", "context_length")]
+        cells += [row["effective_window"], row["kv_cache_mib"], row["license"]]
+        table.add_row(name, family, *(escape(_shown(c)) for c in cells))
+    Console().print(table)
