@@ -36,8 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m rag", description="Ask the knowledge base and inspect the Ollama models."
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_ask_command(subcommands)
     _add_models_command(subcommands)
     return parser
+
+
+def _add_ask_command(subcommands: Any) -> None:
+    ask = subcommands.add_parser(
+        "ask",
+        help="answer a question from the knowledge base, with cited passages",
+        description="Retrieve passages, pack them into the model's window and stream the "
+        "model's answer, then list the cited sources.",
+    )
+    ask.add_argument("question")
+    ask.add_argument("--model", help="an Ollama model (default: KB_MODEL)")
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("--search", action="store_true", help="only retrieve; no model is asked")
+    ask.set_defaults(run=run_ask)
 
 
 def _add_models_command(subcommands: Any) -> None:
@@ -62,6 +77,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+# -- ask --
+
+
+def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.chain import AnswerResult
+    from rag.service import open_chain
+
+    with open_chain(settings) as chain:
+        if args.search:
+            return _print_search(chain.search(args.question), args.json)
+        result = None
+        for event in chain.stream(args.question, args.model):
+            if isinstance(event, AnswerResult):
+                result = event
+            elif not args.json:
+                print(event, end="", flush=True)
+    assert result is not None
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_answer_footer(result)
+    return EXIT_ERROR if result.partial else 0
+
+
+def _print_search(passages: list[Any], as_json: bool) -> int:
+    if as_json:
+        from rag.chain import passage_record
+
+        print(json.dumps([passage_record(n, p) for n, p in enumerate(passages, 1)], indent=2))
+        return 0
+    for n, passage in enumerate(passages[:8], 1):
+        print(f"[{n}] {passage.source_label()}  (score {passage.score:.3f})")
+        print(f"    {' '.join(passage.text.split())[:300]}")
+    return 0
+
+
+def _print_answer_footer(result: Any) -> None:
+    print()
+    if result.partial:
+        print(f"(the answer broke off: {result.error})", file=sys.stderr)
+    if result.truncated:
+        print("Warning: Ollama cut the prompt; this answer may ignore some passages.",
+              file=sys.stderr)  # fmt: skip
+    for citation in result.citations:
+        print(f"[{citation.n}] {citation.source}")
+    speed = f", {result.tokens_per_s:.1f} tokens/s" if result.tokens_per_s else ""
+    first = f", first token {result.ttft_ms:.0f} ms" if result.ttft_ms is not None else ""
+    print(
+        f"({result.model}: context {result.context_tokens}/{result.window} tokens, num_ctx "
+        f"{result.num_ctx}, prompt_eval_count {result.prompt_eval_count}{first}{speed})"
+    )
 
 
 # -- models --

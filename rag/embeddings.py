@@ -30,6 +30,15 @@ def pick_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars or over-length warnings on the user's terminal: chunks
+    are cut to the model's length on purpose, and queries longer than it are rare."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 class Embedder:
     """Loads lazily: building one costs nothing until a text is embedded or counted."""
 
@@ -45,6 +54,7 @@ class Embedder:
             # A local model needs no hub; never let a library phone home for it.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _quiet_transformers()
         try:
             from sentence_transformers import SentenceTransformer
 

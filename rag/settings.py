@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     NoDecode,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     embed_model: str = Field(DEFAULT_EMBED_MODEL, min_length=1)
     embed_device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     embed_batch_size: int = Field(16, ge=1, le=4096)
-    chunk_size: int = Field(128, ge=16, le=8192, description="Tokens of the embedding model.")
-    chunk_overlap: int = Field(16, ge=0, le=4096)
+    chunk_size: int = Field(64, ge=16, le=8192, description="Tokens of the embedding model.")
+    chunk_overlap: int = Field(0, ge=0, le=4096)
     max_file_mb: float = Field(50.0, gt=0)
 
     # -- models --

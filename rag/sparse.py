@@ -32,4 +32,6 @@ class Bm25Encoder:
 def _to_qdrant(vector: Any) -> Any:
     from qdrant_client import models
 
-    return models.SparseVector(indices=list(vector.indices), values=[float(v) for v in vector.values])
+    return models.SparseVector(
+        indices=list(vector.indices), values=[float(v) for v in vector.values]
+    )

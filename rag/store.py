@@ -127,7 +127,7 @@ class Store:
         self.chunks = settings.collection
         self.docs = docs_collection(settings)
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from qdrant_client.http.exceptions import ResponseHandlingException
 
         try:
@@ -137,20 +137,20 @@ class Store:
 
     def exists(self) -> bool:
         return bool(
-            self._call(self.client.collection_exists, self.chunks)
-            and self._call(self.client.collection_exists, self.docs)
+            self.call(self.client.collection_exists, self.chunks)
+            and self.call(self.client.collection_exists, self.docs)
         )
 
     def metadata(self) -> dict[str, Any]:
         """What the collection records about itself: embedding model, dimension, schema."""
         if not self.exists():
             return {}
-        return dict(self._call(self.client.get_collection, self.chunks).config.metadata or {})
+        return dict(self.call(self.client.get_collection, self.chunks).config.metadata or {})
 
     def count_chunks(self) -> int:
         if not self.exists():
             return 0
-        return int(self._call(self.client.count, self.chunks, exact=True).count)
+        return int(self.call(self.client.count, self.chunks, exact=True).count)
 
     def documents(self) -> list[DocRecord]:
         if not self.exists():
@@ -161,7 +161,7 @@ class Store:
     def document(self, doc_id: str) -> DocRecord | None:
         if not self.exists():
             return None
-        found = self._call(self.client.retrieve, self.docs, [doc_id], with_payload=True)
+        found = self.call(self.client.retrieve, self.docs, [doc_id], with_payload=True)
         return DocRecord.from_payload(found[0].payload or {}) if found else None
 
     def active_hashes(self, doc_ids: Iterable[str]) -> dict[str, str]:
@@ -169,7 +169,7 @@ class Store:
         ids = list(dict.fromkeys(doc_ids))
         if not ids:
             return {}
-        found = self._call(self.client.retrieve, self.docs, ids, with_payload=["doc_hash"])
+        found = self.call(self.client.retrieve, self.docs, ids, with_payload=["doc_hash"])
         return {str(p.id): (p.payload or {}).get("doc_hash", "") for p in found}
 
     def chunks_of(self, doc_id: str, indexes: Iterable[int] | None = None) -> list[Any]:
@@ -187,16 +187,14 @@ class Store:
             wanted = sorted(set(indexes))
             if not wanted:
                 return []
-            must.append(
-                models.FieldCondition(key="chunk_index", match=models.MatchAny(any=wanted))
-            )
+            must.append(models.FieldCondition(key="chunk_index", match=models.MatchAny(any=wanted)))
         points = list(self._scroll(self.chunks, models.Filter(must=must)))
         return sorted(points, key=lambda p: p.payload["chunk_index"])
 
     def _scroll(self, collection: str, scroll_filter: Any = None) -> Iterator[Any]:
         offset = None
         while True:
-            points, offset = self._call(
+            points, offset = self.call(
                 self.client.scroll,
                 collection,
                 scroll_filter=scroll_filter,

@@ -1,0 +1,229 @@
+"""Hybrid retrieval: dense and BM25 fused in one Qdrant query, then passages.
+
+One `query_points` call carries two prefetches (dense on `dense`, BM25 on `bm25`) and
+distribution-based score fusion, so the embedded store and a server answer alike. The
+candidates are checked against the document registry (only the committed version of a document
+is visible) and near-duplicates are dropped. Adjacent chunks are merged when packed
+(`rag/context.py`), so that merging never pulls unpacked neighbours into the context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.embeddings import Embedder
+from rag.sparse import Bm25Encoder
+from rag.store import DENSE, SPARSE, Store
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    """How candidates are found and fused; the defaults were chosen with `python -m eval
+    retrieval` (see ARCHITECTURE.md, "Retrieval")."""
+
+    prefetch: int = 100  # candidates each of dense and BM25 hands to the fusion
+    candidates: int = 40  # fused chunks kept
+    duplicate_overlap: float = 0.9  # share of shingles two passages share to count as one
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    doc_ids: tuple[str, ...] = ()
+    path_prefix: str | None = None  # an absolute folder: only documents under it
+
+
+@dataclass
+class Passage:
+    """One or more adjacent chunks of a document, as retrieved and then packed."""
+
+    doc_id: str
+    path: str
+    abs_path: str
+    title: str
+    headings: list[str]
+    page: int | None
+    chunk_indexes: list[int]
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+    pages: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_point(cls, point: Any) -> Passage:
+        p = point.payload
+        return cls(
+            doc_id=p["doc_id"],
+            path=p["path"],
+            abs_path=p["abs_path"],
+            title=p["title"],
+            headings=list(p.get("headings") or []),
+            page=p.get("page"),
+            chunk_indexes=[p["chunk_index"]],
+            char_start=p["char_start"],
+            char_end=p["char_end"],
+            text=p["text"],
+            score=float(point.score),
+            pages=[p["page"]] if p.get("page") is not None else [],
+        )
+
+    def source_label(self) -> str:
+        """`path, p. 3, Heading > Sub` — how a passage is named in the prompt and the UI."""
+        parts = [self.path]
+        if self.pages:
+            first, last = min(self.pages), max(self.pages)
+            parts.append(f"p. {first}" if first == last else f"pp. {first}-{last}")
+        if self.headings:
+            parts.append(" > ".join(self.headings))
+        return ", ".join(parts)
+
+
+class Retriever:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        params: RetrievalParams | None = None,
+        bm25: Bm25Encoder | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.params = params or RetrievalParams()
+        self.bm25 = bm25 or Bm25Encoder()
+
+    def search(self, query: str, filters: SearchFilters | None = None) -> list[Passage]:
+        """Passages for `query`, best first."""
+        points = self._fused_points(query, filters)
+        points = self._visible(points)
+        passages = [Passage.from_point(point) for point in points]
+        return drop_near_duplicates(passages, self.params.duplicate_overlap)
+
+    def _fused_points(self, query: str, filters: SearchFilters | None) -> list[Any]:
+        from qdrant_client import models
+
+        if not self.store.exists():
+            return []
+        query_filter = build_filter(filters)
+        p = self.params
+        prefetch = [
+            models.Prefetch(
+                query=self.embedder.embed_query(query),
+                using=DENSE,
+                limit=p.prefetch,
+                filter=query_filter,
+            )
+        ]
+        sparse = self.bm25.query(query)
+        if sparse.indices:
+            prefetch.append(
+                models.Prefetch(query=sparse, using=SPARSE, limit=p.prefetch, filter=query_filter)
+            )
+        # Distribution-based score fusion keeps how sure each retriever is (a clear dense
+        # winner survives many middling BM25 matches), where rank fusion flattens it.
+        response = self.store.call(
+            self.store.client.query_points,
+            self.store.chunks,
+            prefetch=prefetch,
+            query=models.FusionQuery(fusion=models.Fusion.DBSF),
+            limit=p.candidates,
+            with_payload=True,
+        )
+        return list(response.points)
+
+    def _visible(self, points: list[Any]) -> list[Any]:
+        active = self.store.active_hashes(point.payload["doc_id"] for point in points)
+        return [p for p in points if active.get(p.payload["doc_id"]) == p.payload["doc_hash"]]
+
+
+def build_filter(filters: SearchFilters | None) -> Any:
+    from qdrant_client import models
+
+    if filters is None:
+        return None
+    must: list[Any] = []
+    if filters.doc_ids:
+        must.append(
+            models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(filters.doc_ids)))
+        )
+    if filters.path_prefix:
+        folder = filters.path_prefix.rstrip("/") or "/"
+        must.append(models.FieldCondition(key="dirs", match=models.MatchValue(value=folder)))
+    return models.Filter(must=must) if must else None
+
+
+def merge_adjacent(passages: list[Passage]) -> list[Passage]:
+    """Join chunks of one document that touch or overlap; the merged passage keeps the best
+    rank among its parts, so merging never moves a passage down the list."""
+    merged: list[Passage] = []
+    by_doc: dict[str, list[Passage]] = {}
+    for passage in passages:
+        neighbour = _touching(by_doc.get(passage.doc_id, []), passage)
+        if neighbour is None:
+            merged.append(passage)
+            by_doc.setdefault(passage.doc_id, []).append(passage)
+        else:
+            _absorb(neighbour, passage)
+            # the grown passage may now touch another passage of the same document
+            other = _touching([p for p in by_doc[passage.doc_id] if p is not neighbour], neighbour)
+            if other is not None:
+                _absorb(other, neighbour)
+                by_doc[passage.doc_id].remove(neighbour)
+                merged.remove(neighbour)
+    return merged
+
+
+def _touching(candidates: list[Passage], passage: Passage) -> Passage | None:
+    for other in candidates:
+        same_heading = other.headings == passage.headings and other.pages == passage.pages
+        adjacent = (
+            min(passage.chunk_indexes) - max(other.chunk_indexes) == 1
+            or min(other.chunk_indexes) - max(passage.chunk_indexes) == 1
+        )
+        overlapping = passage.char_start < other.char_end and other.char_start < passage.char_end
+        if overlapping or (adjacent and same_heading):
+            return other
+    return None
+
+
+def _absorb(keeper: Passage, part: Passage) -> None:
+    """Grow `keeper` by `part`'s text, in document order, without repeating overlap."""
+    first, second = sorted((keeper, part), key=lambda p: p.char_start)
+    if second.char_start < first.char_end:
+        tail = second.text[first.char_end - second.char_start :]
+        text = first.text + tail if second.char_end > first.char_end else first.text
+    else:
+        text = first.text + "\n\n" + second.text
+    keeper.text = text
+    keeper.char_start = first.char_start
+    keeper.char_end = max(first.char_end, second.char_end)
+    keeper.chunk_indexes = sorted(set(keeper.chunk_indexes + part.chunk_indexes))
+    keeper.pages = sorted(set(keeper.pages + part.pages))
+    keeper.page = keeper.pages[0] if keeper.pages else keeper.page
+    keeper.score = max(keeper.score, part.score)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _shingles(text: str, size: int = 5) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
+
+
+def drop_near_duplicates(passages: list[Passage], threshold: float) -> list[Passage]:
+    """Keep the first of passages whose texts are the same but for small differences
+    (a file copied into two folders, repeated boilerplate)."""
+    kept: list[tuple[Passage, set[tuple[str, ...]]]] = []
+    for passage in passages:
+        shingles = _shingles(passage.text)
+        if all(_containment(shingles, other) < threshold for _, other in kept):
+            kept.append((passage, shingles))
+    return [passage for passage, _ in kept]
+
+
+def _containment(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
