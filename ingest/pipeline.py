@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,9 +85,14 @@ def ingest(
     prune: bool = False,
     embedder: Embedder | None = None,
     on_progress: ProgressHook | None = None,
+    store: Store | None = None,
 ) -> IngestReport:
+    """Ingest `roots` into the store (opened for this call unless an open `store` is given:
+    the app passes the one it holds, since the embedded store allows one opener)."""
     started = time.perf_counter()
-    with open_store(settings) as store:
+    with ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(open_store(settings))
         run = _Run(settings, store, embedder or Embedder(settings), on_progress)
         report = run.execute(roots, include, exclude, prune)
     report.seconds = round(time.perf_counter() - started, 3)
@@ -120,7 +127,7 @@ class _Run:
         found = list(find_files(roots, include, exclude))
         try:
             for item in found:
-                self._ingest_file(item, registry.get(doc_id_for(str(item.path))))
+                self._ingest_file(item, registry)
                 self.files_done += 1
                 self._progress(item.rel)
             self._flush()
@@ -134,8 +141,10 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(shown, self.files_done, self.report.chunks_written)
 
-    def _ingest_file(self, found: FoundFile, previous: DocRecord | None) -> None:
+    def _ingest_file(self, found: FoundFile, registry: dict[str, DocRecord]) -> None:
         try:
+            _check_name(found.path)
+            previous = registry.get(doc_id_for(str(found.path)))
             data = _read_bytes(found.path, self.settings.max_file_mb)
             doc_hash = version_hash(data, self.settings)
             if previous is not None and previous.doc_hash == doc_hash:
@@ -143,7 +152,10 @@ class _Run:
                 return
             parsed = read_document(found.path, data)
         except UnreadableFile as reason:
-            self.report.failed.append({"path": str(found.path), "reason": str(reason)})
+            self._failed(found.path, str(reason))
+            return
+        except Exception as err:  # a reader's library failing on a file it cannot handle
+            self._failed(found.path, f"cannot be read ({_one_line(err)})")
             return
         self._start_writes()
         chunks = chunk_document(
@@ -174,6 +186,10 @@ class _Run:
         self.buffer.extend((pending, chunk) for chunk in chunks)
         if len(self.buffer) >= EMBED_BATCH_CHUNKS:
             self._flush()
+
+    def _failed(self, path: Path, reason: str) -> None:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        self.report.failed.append({"path": shown, "reason": reason})
 
     def _start_writes(self) -> None:
         """First changed file: load the embedder and make sure the collections exist."""
@@ -300,9 +316,24 @@ class _WriterThread:
         writer.discard_invisible(self.store, pending.record.doc_id, visible)
 
 
+def _check_name(path: Path) -> None:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnreadableFile("the file name is not valid UTF-8; rename the file") from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())[:160]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def _read_bytes(path: Path, max_mb: float) -> bytes:
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not a regular file (a pipe, socket or device)")
+        size = info.st_size
         if size > max_mb * 1024 * 1024:
             raise UnreadableFile(
                 f"the file is {size / 1048576:.1f} MB, "

@@ -11,6 +11,7 @@ Two collections per knowledge base:
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -109,6 +110,72 @@ def open_store(settings: Settings, lock_wait_s: float | None = None) -> Iterator
         yield Store(client, settings)
     finally:
         client.close()
+
+
+class SharedStore:
+    """One open store per process for a long-running consumer (the app).
+
+    Opening the embedded store reads every point into memory (about a second per 7,000
+    chunks), too slow to do per question; holding it forever would lock `python -m ingest` out.
+    So it is opened on first use and closed again after `idle_s` seconds without use, which
+    lets a command-line ingest take the lock while the app is idle. A server store stays open.
+    """
+
+    def __init__(self, settings: Settings, idle_s: float = 30.0) -> None:
+        self.settings = settings
+        self.idle_s = idle_s
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._users = 0
+        self._last_used = 0.0
+        self._timer: threading.Timer | None = None
+
+    @contextmanager
+    def use(self, lock_wait_s: float | None = None) -> Iterator[Store]:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.settings, lock_wait_s)
+            self._users += 1
+            client = self._client
+        try:
+            yield Store(client, self.settings)
+        finally:
+            with self._lock:
+                self._users -= 1
+                self._last_used = time.monotonic()
+                self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        if self.settings.uses_server or self._timer is not None:
+            return
+        self._timer = threading.Timer(self.idle_s, self._release_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            idle_for = time.monotonic() - self._last_used
+            if self._users or self._client is None:
+                return
+            if idle_for < self.idle_s:
+                self._schedule_release()
+                return
+            self._client.close()
+            self._client = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 def server_unreachable(settings: Settings) -> StoreUnavailableError:
