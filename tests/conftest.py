@@ -51,3 +51,11 @@ def settings_factory(
         return Settings(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The packaged embedder, loaded once for the whole test session (loading costs seconds)."""
+    from tests.ingest_fixtures import shared_embedder
+
+    return shared_embedder()

@@ -1,0 +1,295 @@
+"""The retrieval chain end to end over HTTP: the real `ollama` client against the fake Ollama,
+a real embedded Qdrant in tmp_path and the packaged embedder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.pipeline import ingest
+from rag import cli
+from rag.calibration import Calibration
+from rag.chain import AnswerResult, cited_numbers, resolve_citations, trim_history
+from rag.context import PackedContext, TokenEstimator
+from rag.errors import (
+    EmptyKnowledgeBaseError,
+    ModelNotFoundError,
+    OllamaTimeoutError,
+    OllamaUnreachableError,
+)
+from rag.retrieve import Passage, RetrievalParams
+from rag.service import open_chain
+from rag.settings import Settings
+from tests.fake_ollama import FakeOllama, unused_loopback_url
+
+FACTS = {
+    "harbour.md": "# Harbour\n\n## Moorings\n\nThe harbour master of Lisvik is Oda Brekke. "
+    "Visiting boats moor at pier four, which has twelve berths.\n",
+    "kitchen.md": "# Kitchen\n\nThe kitchen serves dinner at half past six. The cook is "
+    "called Ansgar Holm and bakes rye bread on Fridays.\n",
+    "radio.txt": "Radio rules\n\nThe station radio listens on channel sixteen. Weather "
+    "reports go out at noon every day from the radio room.\n",
+}
+
+
+def write_corpus(root: Path, filler_docs: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in FACTS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    for number in range(filler_docs):
+        sentences = " ".join(
+            f"Station log entry {number}-{i} notes that the weather station on the ridge "
+            f"recorded wind, rain and pressure readings for the harbour logbook."
+            for i in range(60)
+        )
+        (root / f"log-{number:02d}.md").write_text(f"# Log {number}\n\n{sentences}\n")
+    return root
+
+
+@pytest.fixture
+def kb(settings_factory: Callable[..., Settings], embedder: Any, tmp_path: Path) -> Settings:
+    settings = settings_factory()
+    ingest(settings, [write_corpus(tmp_path / "docs")], embedder=embedder)
+    return settings
+
+
+def ask(settings: Settings, embedder: Any, question: str, **kwargs: Any) -> AnswerResult:
+    with open_chain(settings, embedder=embedder) as chain:
+        return chain.ask(question, **kwargs)
+
+
+def chat_requests(server: FakeOllama) -> list[Any]:
+    return server.requests_to("/api/chat")
+
+
+def test_num_ctx_is_the_effective_window_on_every_request(
+    kb: Settings, embedder: Any, fake_ollama: FakeOllama
+) -> None:
+    result = ask(kb, embedder, "Who is the harbour master of Lisvik?")
+    tiny = ask(kb, embedder, "Who is the harbour master of Lisvik?", model="fake-tiny:1b")
+    follow = ask(
+        kb,
+        embedder,
+        "When does it serve dinner?",
+        history=[
+            {"role": "user", "content": "Who cooks in the kitchen?"},
+            {"role": "assistant", "content": "Ansgar Holm [1]"},
+        ],
+    )
+
+    assert (result.num_ctx, result.window) == (8192, 8192)  # 131072 trained, capped at 8192
+    assert tiny.num_ctx == 2048  # its trained context is below the cap
+    requests = chat_requests(fake_ollama)
+    assert len(requests) == 4  # three answers and one rewrite
+    for request in requests:
+        assert request.options["num_ctx"] in (8192, 2048)
+        assert request.options["num_predict"] > 0
+    answers = [r for r in requests if not r.body["messages"][-1]["content"].startswith("Rewrite")]
+    assert [r.options["num_predict"] for r in answers] == [kb.answer_tokens] * 3
+    assert follow.search_query != follow.question
+    assert "cook" in follow.search_query.lower()
+
+
+def test_answer_cites_the_passage_it_came_from(kb: Settings, embedder: Any) -> None:
+    result = ask(kb, embedder, "Which channel does the station radio listen on?")
+
+    assert "channel sixteen" in result.answer
+    assert result.citations, result.answer
+    cited = result.citations[0]
+    assert cited.path == "radio.txt"
+    assert "channel sixteen" in cited.text
+    assert result.passages[cited.n - 1]["path"] == "radio.txt"
+    assert not result.truncated
+    assert result.prompt_eval_count and result.eval_count
+    assert result.ttft_ms is not None and result.tokens_per_s
+
+
+def test_context_ollama_default_would_cut_arrives_whole(
+    settings_factory: Callable[..., Settings],
+    embedder: Any,
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+) -> None:
+    settings = settings_factory(chunk_size=200)
+    ingest(settings, [write_corpus(tmp_path / "docs", filler_docs=6)], embedder=embedder)
+    params = RetrievalParams(candidates=80)
+    with open_chain(settings, embedder=embedder, params=params) as chain:
+        result = chain.ask("What did the weather station on the ridge record for the harbour?")
+
+    sent = chat_requests(fake_ollama)[-1]
+    assert sent.outcome["total_tokens"] > 4096  # more than Ollama's default window holds
+    assert sent.outcome["prompt_eval_count"] == sent.outcome["total_tokens"]  # nothing was cut
+    assert result.prompt_eval_count == sent.outcome["total_tokens"]
+    assert not result.truncated
+    last = result.passages[-1]["text"].strip().splitlines()[-1]
+    assert last in sent.body["messages"][-1]["content"]
+
+    # The same messages without num_ctx, as most front ends send them, lose their middle.
+    with open_chain(settings, embedder=embedder) as chain:
+        replies = list(chain.gateway.chat(settings.model, sent.body["messages"], options={}))
+    assert replies[-1].prompt_eval_count == 4096 < sent.outcome["total_tokens"]
+
+
+def test_cut_is_detected_flagged_and_the_next_request_adapts(
+    settings_factory: Callable[..., Settings],
+    embedder: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_factory(chunk_size=200)
+    ingest(settings, [write_corpus(tmp_path / "docs", filler_docs=6)], embedder=embedder)
+    # A wrong calibration (far too many characters per token) makes the chain overfill.
+    calibration = Calibration(settings.data_dir)
+    calibration.record("fake-tiny:1b", prompt_chars=60_000, prompt_eval_count=1000)
+    question = "What did the weather station on the ridge record for the harbour?"
+    with open_chain(settings, embedder=embedder, params=RetrievalParams(candidates=80)) as chain:
+        with caplog.at_level(logging.WARNING, logger="rag.chain"):
+            first = chain.ask(question, model="fake-tiny:1b")
+        second = chain.ask(question, model="fake-tiny:1b")
+
+    assert first.truncated
+    assert first.prompt_eval_count == first.num_ctx == 2048
+    assert any("cut the prompt" in record.message for record in caplog.records)
+    assert calibration.get("fake-tiny:1b").chars_per_token < 60_000 / 1000
+    assert not second.truncated
+    assert second.prompt_eval_count is not None and second.prompt_eval_count < 2048
+
+
+def test_calibration_is_kept_across_runs(kb: Settings, embedder: Any) -> None:
+    ask(kb, embedder, "Who is the harbour master of Lisvik?")
+    stored = json.loads((kb.data_dir / "calibration.json").read_text())
+    entry = stored[kb.model]
+    assert entry["samples"] == 1
+    # the fake's tokens are whole words: far more characters per token than the default guess
+    assert entry["chars_per_token"] > TokenEstimator().chars_per_token
+    assert Calibration(kb.data_dir).estimator(kb.model).chars_per_token > 3.2
+
+
+def test_citations_only_resolve_numbers_that_exist() -> None:
+    passages = [
+        Passage("d1", "a.md", "/a.md", "A", ["H"], 2, [0], 0, 10, "alpha text", 1.0, [2]),
+        Passage("d2", "b.md", "/b.md", "B", [], None, [3], 0, 10, "beta text", 0.5),
+    ]
+    packed = PackedContext(passages, "", 10, False)
+    answer = "Alpha [1]. Beta [2][9]. Both [1, 2]. Not [0]."
+
+    assert cited_numbers(answer) == [1, 2, 9, 0]
+    citations = resolve_citations(answer, packed)
+    assert [(c.n, c.path, c.source) for c in citations] == [
+        (1, "a.md", "a.md, p. 2, H"),
+        (2, "b.md", "b.md"),
+    ]
+
+
+def test_history_is_trimmed_from_the_oldest_turns() -> None:
+    history = []
+    for turn in range(10):
+        history += [
+            {"role": "user", "content": f"question {turn} " + "word " * 50},
+            {"role": "assistant", "content": f"answer {turn} " + "word " * 50},
+        ]
+    kept = trim_history(history, budget=300, estimator=TokenEstimator())
+
+    assert kept == history[-len(kept) :]
+    assert kept and kept[0]["role"] == "user"
+    assert len(kept) < len(history)
+    assert TokenEstimator().messages(kept) <= 300
+
+
+def test_unreachable_ollama_is_one_sentence(kb: Settings, embedder: Any) -> None:
+    settings = kb.model_copy(update={"ollama_host": unused_loopback_url()})
+    with pytest.raises(OllamaUnreachableError) as caught:
+        ask(settings, embedder, "Who is the harbour master?")
+    message = str(caught.value)
+    assert "ollama serve" in message and "OLLAMA_HOST" in message
+    assert "\n" not in message
+
+
+def test_model_not_pulled_names_the_pull_command(kb: Settings, embedder: Any) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"ollama pull nope:1b"):
+        ask(kb, embedder, "Who is the harbour master?", model="nope:1b")
+
+
+def test_timeout_names_its_setting(
+    settings_factory: Callable[..., Settings],
+    embedder: Any,
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+) -> None:
+    settings = settings_factory(ollama_timeout_s=0.5)
+    ingest(settings, [write_corpus(tmp_path / "docs")], embedder=embedder)
+    fake_ollama.first_token_delay_s = 3.0
+    with pytest.raises(OllamaTimeoutError, match="KB_OLLAMA_TIMEOUT_S"):
+        ask(settings, embedder, "Who is the harbour master of Lisvik?")
+
+
+def test_error_mid_stream_keeps_the_partial_answer(
+    kb: Settings, embedder: Any, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.fail_after_tokens = 3
+    with open_chain(kb, embedder=embedder) as chain:
+        events = list(chain.stream("Who is the harbour master of Lisvik?"))
+
+    deltas = [e for e in events if isinstance(e, str)]
+    result = events[-1]
+    assert isinstance(result, AnswerResult)
+    assert len(deltas) == 3
+    assert result.partial and result.error
+    assert result.answer == "".join(deltas)
+
+
+def test_empty_knowledge_base_says_how_to_add_documents(
+    settings_factory: Callable[..., Settings], embedder: Any
+) -> None:
+    with pytest.raises(EmptyKnowledgeBaseError, match="python -m ingest"):
+        ask(settings_factory(), embedder, "Anything?")
+
+
+def test_cli_ask_json_has_every_field(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, kb)
+    code = cli.main(["ask", "Who bakes rye bread on Fridays?", "--json"])
+
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    for key in ("answer", "citations", "num_ctx", "context_tokens", "prompt_eval_count"):
+        assert data[key], key
+    assert data["truncated"] is False
+    assert data["citations"][0]["path"] == "kitchen.md"
+
+
+def test_cli_errors_are_one_line_without_traceback(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, kb)
+    monkeypatch.setenv("OLLAMA_HOST", unused_loopback_url())
+    code = cli.main(["ask", "Who bakes rye bread?"])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "not reachable" in err
+
+
+def test_cli_search_works_without_ollama(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, kb)
+    monkeypatch.setenv("OLLAMA_HOST", unused_loopback_url())
+    code = cli.main(["ask", "Who bakes rye bread?", "--search"])
+
+    assert code == 0
+    assert "kitchen.md" in capsys.readouterr().out.splitlines()[0]
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", settings.ollama_host)
+    monkeypatch.setenv("KB_QDRANT_PATH", str(settings.qdrant_path))
+    monkeypatch.setenv("KB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("KB_MODEL", settings.model)
