@@ -89,6 +89,11 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     with open_chain(settings) as chain:
         if args.search:
             return _print_search(chain.search(args.question), args.json)
+        if not chain.gateway.is_reachable():
+            # No model to answer, but the passages can still be found.
+            print(chain.gateway.unreachable_message(), file=sys.stderr)
+            _print_search(chain.search(args.question), args.json)
+            return EXIT_ERROR
         result = None
         for event in chain.stream(args.question, args.model):
             if isinstance(event, AnswerResult):

@@ -90,6 +90,10 @@ class OllamaGateway:
             return False
         return True
 
+    def unreachable_message(self) -> str:
+        """The sentence shown when no host answers: where Ollama was looked for, how to start it."""
+        return str(self._unreachable())
+
     def list_models(self) -> list[ListedModel]:
         """The models pulled on any reachable host, each name once, sorted by name."""
         merged: dict[str, ListedModel] = {}

@@ -268,13 +268,12 @@ def test_cli_errors_are_one_line_without_traceback(
     kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     set_env(monkeypatch, kb)
-    monkeypatch.setenv("OLLAMA_HOST", unused_loopback_url())
-    code = cli.main(["ask", "Who bakes rye bread?"])
+    code = cli.main(["ask", "Who bakes rye bread?", "--model", "nope:1b"])
 
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "not reachable" in err
+    assert "ollama pull nope:1b" in err
 
 
 def test_cli_search_works_without_ollama(
@@ -286,6 +285,19 @@ def test_cli_search_works_without_ollama(
 
     assert code == 0
     assert "kitchen.md" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_cli_ask_without_ollama_still_shows_the_passages(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, kb)
+    monkeypatch.setenv("OLLAMA_HOST", unused_loopback_url())
+    code = cli.main(["ask", "Who bakes rye bread on Fridays?"])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "not reachable" in err and len(err.strip().splitlines()) == 1
+    assert "kitchen.md" in out.splitlines()[0]
 
 
 def set_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
