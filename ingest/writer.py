@@ -43,16 +43,22 @@ def ensure_collections(store: Store, model_name: str, dim: int) -> None:
     from qdrant_client import models
 
     client = store.client
+    # Sharding and replication only mean something on a Qdrant cluster; unset = its defaults.
+    layout = {
+        "shard_number": store.settings.shard_number,
+        "replication_factor": store.settings.replication_factor,
+    }
     if not client.collection_exists(store.chunks):
         client.create_collection(
             store.chunks,
+            **layout,
             vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"embed_model": model_name, "embed_dim": dim, "schema": SCHEMA_VERSION},
         )
         _create_payload_indexes(client, store.chunks)
     if not client.collection_exists(store.docs):
-        client.create_collection(store.docs, vectors_config={})
+        client.create_collection(store.docs, vectors_config={}, **layout)
 
 
 def _create_payload_indexes(client: Any, collection: str) -> None:

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, validation_alias=_upstream("qdrant_url"))
     qdrant_api_key: SecretStr | None = Field(None, validation_alias=_upstream("qdrant_api_key"))
     collection: str = Field("kb", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    shard_number: int | None = Field(None, ge=1, description="Shards of a new collection.")
+    replication_factor: int | None = Field(None, ge=1, description="Copies of each shard.")
     store_lock_wait_s: float = Field(5.0, ge=0, description="How long to retry a locked store.")
 
     # -- embeddings and chunking --
