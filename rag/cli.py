@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from rag.errors import KBError
@@ -23,7 +24,9 @@ from rag.models import (
     list_model_facts,
 )
 from rag.ollama_client import OllamaGateway
+from rag.retrieve import SearchFilters
 from rag.settings import Settings, load_settings
+from rag.store import doc_id_for
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -52,7 +55,27 @@ def _add_ask_command(subcommands: Any) -> None:
     ask.add_argument("--model", help="an Ollama model (default: KB_MODEL)")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--search", action="store_true", help="only retrieve; no model is asked")
+    ask.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="only this document (repeatable)",
+    )
+    ask.add_argument(
+        "--under", type=Path, metavar="FOLDER", help="only documents under this folder"
+    )
     ask.set_defaults(run=run_ask)
+
+
+def search_filters(args: argparse.Namespace) -> SearchFilters | None:
+    if not args.doc and not args.under:
+        return None
+    return SearchFilters(
+        doc_ids=tuple(doc_id_for(str(path.resolve())) for path in args.doc),
+        path_prefix=str(args.under.resolve()) if args.under else None,
+    )
 
 
 def _add_models_command(subcommands: Any) -> None:
@@ -87,15 +110,16 @@ def run_ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.service import open_chain
 
     with open_chain(settings) as chain:
+        filters = search_filters(args)
         if args.search:
-            return _print_search(chain.search(args.question), args.json)
+            return _print_search(chain.search(args.question, filters), args.json)
         if not chain.gateway.is_reachable():
             # No model to answer, but the passages can still be found.
             print(chain.gateway.unreachable_message(), file=sys.stderr)
-            _print_search(chain.search(args.question), args.json)
+            _print_search(chain.search(args.question, filters), args.json)
             return EXIT_ERROR
         result = None
-        for event in chain.stream(args.question, args.model):
+        for event in chain.stream(args.question, args.model, filters=filters):
             if isinstance(event, AnswerResult):
                 result = event
             elif not args.json:

@@ -305,3 +305,30 @@ def set_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("KB_QDRANT_PATH", str(settings.qdrant_path))
     monkeypatch.setenv("KB_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("KB_MODEL", settings.model)
+
+
+def test_filters_keep_retrieval_to_a_folder_or_a_document(
+    settings_factory: Callable[..., Settings],
+    embedder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = settings_factory()
+    first = write_corpus(tmp_path / "first")
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "harbour-copy.md").write_text(
+        "# Other harbour\n\nThe harbour master of Lisvik is not Oda Brekke but Per Lunde.\n"
+    )
+    ingest(settings, [first, second], embedder=embedder)
+    set_env(monkeypatch, settings)
+    question = "Who is the harbour master of Lisvik?"
+
+    def sources(*extra: str) -> set[str]:
+        assert cli.main(["ask", question, "--search", "--json", *extra]) == 0
+        return {p["path"] for p in json.loads(capsys.readouterr().out)}
+
+    assert {"harbour.md", "harbour-copy.md"} <= sources()
+    assert sources("--under", str(second)) == {"harbour-copy.md"}
+    assert sources("--doc", str(first / "kitchen.md")) == {"kitchen.md"}
