@@ -72,9 +72,13 @@ def chunk_document(
     section_start = 0
     for section in document.sections:
         headings = tuple(section.headings)
-        prefix = embed_prefix(document.title, headings)
-        # two special tokens ([CLS], [SEP]) are added by the model to every input
-        room = limits.model_max_tokens - 2 - count_tokens(prefix)
+        # two special tokens ([CLS], [SEP]) are added by the model to every input; a title and
+        # heading path may take at most half of what is left, so the chunk itself always fits
+        usable = limits.model_max_tokens - 2
+        prefix = _fit_prefix(
+            embed_prefix(document.title, headings), usable // 2, count_tokens, token_offsets
+        )
+        room = usable - count_tokens(prefix)
         budget = max(8, min(limits.chunk_tokens, room))
         overlap = min(limits.overlap_tokens, budget // 2)
         for start, end, n_tokens in _pack_section(
@@ -95,6 +99,21 @@ def chunk_document(
             )
         section_start += len(section.text) + len(SECTION_SEPARATOR)
     return chunks
+
+
+def _fit_prefix(
+    prefix: str, limit: int, count_tokens: TokenCounter, token_offsets: TokenOffsets
+) -> str:
+    """The prefix, cut to its first `limit` tokens when longer (a heading that is a paragraph)."""
+    if count_tokens(prefix) <= limit:
+        return prefix
+    offsets = token_offsets(prefix)
+    keep = limit
+    while True:
+        cut = prefix[: offsets[keep - 1][1]].rstrip() + "\n"
+        if count_tokens(cut) <= limit or keep == 1:
+            return cut
+        keep -= 1
 
 
 def document_text(document: ParsedDocument) -> str:
@@ -140,8 +159,36 @@ def _sentence_pieces(
         n_tokens = count_tokens(text[start:end])
         if n_tokens <= budget:
             yield start, end, n_tokens
-            continue
-        offsets = token_offsets(text[start:end])
-        for first in range(0, len(offsets), budget):
-            window = offsets[first : first + budget]
-            yield start + window[0][0], start + window[-1][1], len(window)
+        else:
+            yield from _cut_by_tokens(text, start, end, budget, count_tokens, token_offsets)
+
+
+def _cut_by_tokens(
+    text: str,
+    start: int,
+    end: int,
+    budget: int,
+    count_tokens: TokenCounter,
+    token_offsets: TokenOffsets,
+) -> Iterator[tuple[int, int, int]]:
+    """Windows of at most `budget` tokens, ending between words where the window allows.
+
+    A window that starts or ends inside a word is tokenized differently on its own (a word
+    piece becomes a word start), so each window is counted again and shrunk until it fits.
+    """
+    offsets = token_offsets(text[start:end])
+    first = 0
+    while first < len(offsets):
+        last = min(first + budget, len(offsets)) - 1
+        if last + 1 < len(offsets):
+            for cut in range(last, first + budget // 2, -1):
+                if offsets[cut + 1][0] > offsets[cut][1]:  # whitespace follows: a word ends
+                    last = cut
+                    break
+        piece_start = start + offsets[first][0]
+        n_tokens = count_tokens(text[piece_start : start + offsets[last][1]])
+        while n_tokens > budget and last > first:
+            last -= 1
+            n_tokens = count_tokens(text[piece_start : start + offsets[last][1]])
+        yield piece_start, start + offsets[last][1], n_tokens
+        first = last + 1

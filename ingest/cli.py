@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +78,7 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     if missing:
         print(f"No such file or folder: {', '.join(missing)}.", file=sys.stderr)
         return EXIT_ERROR
+    _quiet_libraries()
     with _progress_bar(enabled=sys.stderr.isatty() and not args.quiet) as on_progress:
         report = ingest(
             settings, args.paths, args.include, args.exclude, args.prune, on_progress=on_progress
@@ -93,6 +96,21 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
         for path in report.gone:
             print(f"  gone: {path}")
     return EXIT_FAILED_FILES if report.failed else 0
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our own bar and messages: no model-loading bars from Hugging Face
+    libraries (they draw one even when stderr is not a terminal), not the tokenizer's warning
+    about long inputs (chunking tokenizes them on purpose to cut them), no pypdf chatter."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("transformers.tokenization_utils_base").addFilter(_LongInputFilter())
+    # pypdf logs what it trips over in a broken PDF; the file's one-line failure says it.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+class _LongInputFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token indices sequence length")
 
 
 def _summary(report: IngestReport) -> str:
@@ -143,10 +161,17 @@ def list_documents(settings: Settings) -> int:
     if not records:
         print(f"The knowledge base {settings.collection!r} holds no documents yet.")
         return 0
-    table = Table("document", "title", "chunks", "ingested (UTC)")
-    for record in records:
-        table.add_row(record.abs_path, record.title, str(record.chunk_count), record.ingested_at)
-    Console().print(table)
+    if sys.stdout.isatty():
+        table = Table("title", "chunks", "ingested (UTC)")
+        table.add_column("document", overflow="fold")  # never cut a path short with "…"
+        for record in records:
+            table.add_row(
+                record.title, str(record.chunk_count), record.ingested_at, record.abs_path
+            )
+        Console().print(table)
+    else:  # piped: whole paths, one document a line, for scripts (and --delete)
+        for record in records:
+            print(f"{record.abs_path}\t{record.title}\t{record.chunk_count}\t{record.ingested_at}")
     print(f"{len(records)} documents, {sum(r.chunk_count for r in records)} chunks.")
     return 0
 

@@ -105,10 +105,10 @@ class _SectionBuilder:
         self.lines: list[str] = []
         self.sections: list[Section] = []
 
-    def heading(self, level: int, text: str) -> None:
+    def heading(self, level: int, text: str, can_be_title: bool = True) -> None:
         self.flush()
         text = _clean_line(text)
-        if level == 1 and self.title is None and not self.sections:
+        if can_be_title and level == 1 and self.title is None and not self.sections:
             self.title = text
             return
         while self.stack and self.stack[-1][0] >= level:
@@ -135,7 +135,10 @@ def read_csv(path: Path, data: bytes) -> ParsedDocument:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as err:  # e.g. a field over the csv module's 128 KiB limit
+        raise UnreadableFile(f"not a readable CSV file ({_short(err)})") from None
     if not rows:
         raise UnreadableFile("the CSV file has no rows")
     header, body = rows[0], rows[1:]
@@ -200,7 +203,6 @@ def html_sections(markup: str, default_title: str) -> ParsedDocument:
 
 def read_pdf(path: Path, data: bytes) -> ParsedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -213,7 +215,7 @@ def read_pdf(path: Path, data: bytes) -> ParsedDocument:
         ]
     except UnreadableFile:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
+    except Exception as err:  # pypdf also raises LimitReachedError, NotImplementedError, ...
         raise UnreadableFile(f"not a readable PDF ({_short(err)})") from None
     return ParsedDocument(str(title), sections)
 
@@ -234,9 +236,11 @@ def read_docx(path: Path, data: bytes) -> ParsedDocument:
         raise UnreadableFile(f"not a readable DOCX file ({_short(err)})") from None
     builder = _SectionBuilder()
     for paragraph in document.paragraphs:
-        level = _docx_heading_level(paragraph.style.name if paragraph.style else "")
+        style = paragraph.style.name if paragraph.style else ""
+        level = _docx_heading_level(style)
         if level is not None:
-            builder.heading(level, paragraph.text)
+            # Only the Title style names the document; a Heading 1 starts a section.
+            builder.heading(level, paragraph.text, can_be_title=style == "Title")
         elif paragraph.text.strip():
             builder.add(paragraph.text + "\n")
     for table in document.tables:
@@ -267,10 +271,11 @@ def read_pptx(path: Path, data: bytes) -> ParsedDocument:
     for number, slide in enumerate(deck.slides, start=1):
         title_shape = slide.shapes.title
         slide_title = title_shape.text_frame.text.strip() if title_shape is not None else ""
+        title_id = title_shape.shape_id if title_shape is not None else None
         texts = [
             shape.text_frame.text
-            for shape in slide.shapes
-            if shape.has_text_frame and shape is not title_shape
+            for shape in slide.shapes  # new proxy objects: compare ids, not identity
+            if shape.has_text_frame and shape.shape_id != title_id
         ]
         if slide.has_notes_slide:
             texts.append(slide.notes_slide.notes_text_frame.text)
@@ -294,8 +299,13 @@ def read_epub(path: Path, data: bytes) -> ParsedDocument:
         except Exception as err:  # ebooklib raises zipfile, KeyError and its own errors
             raise UnreadableFile(f"not a readable EPUB file ({_short(err)})") from None
     titles = book.get_metadata("DC", "title")
+    # Chapters in reading (spine) order; the navigation document is a table of contents.
+    spine = [entry[0] if isinstance(entry, tuple) else entry for entry in book.spine]
+    order = {idref: number for number, idref in enumerate(spine)}
+    chapters = [i for i in book.get_items_of_type(ebooklib.ITEM_DOCUMENT) if i.is_chapter()]
+    chapters.sort(key=lambda item: order.get(item.get_id(), len(order)))
     sections: list[Section] = []
-    for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT):
+    for item in chapters:
         chapter = html_sections(item.get_content().decode("utf-8", "replace"), "")
         prefix = [chapter.title] if chapter.title else []
         sections += [Section(s.text, prefix + s.headings) for s in chapter.sections]
