@@ -1,0 +1,87 @@
+"""Finding files: recursive, include/exclude globs, hidden and version-control folders skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.walk import find_files
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    for rel in (
+        "top.md",
+        "a/one.txt",
+        "a/b/c/deep.pdf",
+        "a/b/notes.html",
+        "drafts/wip.md",
+        "data/table.csv",
+        ".git/HEAD.txt",
+        ".git/objects/readme.md",
+        ".hg/store.txt",
+        ".svn/entries.txt",
+        "node_modules/pkg/readme.md",
+        "__pycache__/x.txt",
+        ".hidden/secret.md",
+        "a/.cache/cached.txt",
+        "a/.dotfile.md",
+        "image.png",
+        "archive.zip",
+    ):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("some text", encoding="utf-8")
+    return root
+
+
+def rels(root: Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[str]:
+    return sorted(found.rel for found in find_files([root], include, exclude))
+
+
+def test_walks_recursively_and_skips_hidden_vcs_and_unsupported(tree: Path) -> None:
+    assert rels(tree) == [
+        "a/b/c/deep.pdf",
+        "a/b/notes.html",
+        "a/one.txt",
+        "data/table.csv",
+        "drafts/wip.md",
+        "top.md",
+    ]
+
+
+def test_found_files_carry_absolute_path_and_root(tree: Path) -> None:
+    found = {f.rel: f for f in find_files([tree])}
+    deep = found["a/b/c/deep.pdf"]
+    assert deep.path == (tree / "a/b/c/deep.pdf").resolve()
+    assert deep.path.is_absolute()
+    assert deep.root == tree.resolve()
+
+
+def test_include_globs_match_relative_path_or_name(tree: Path) -> None:
+    assert rels(tree, include=("*.md",)) == ["drafts/wip.md", "top.md"]
+    assert rels(tree, include=("a/b/*",)) == ["a/b/c/deep.pdf", "a/b/notes.html"]
+    assert rels(tree, include=("*.pdf", "*.csv")) == ["a/b/c/deep.pdf", "data/table.csv"]
+
+
+def test_exclude_globs_win_over_include(tree: Path) -> None:
+    assert rels(tree, exclude=("drafts/*", "*.html")) == [
+        "a/b/c/deep.pdf",
+        "a/one.txt",
+        "data/table.csv",
+        "top.md",
+    ]
+    assert rels(tree, include=("*.md",), exclude=("wip.md",)) == ["top.md"]
+
+
+def test_a_file_root_is_taken_as_is(tree: Path) -> None:
+    (found,) = find_files([tree / "a" / "one.txt"])
+    assert found.rel == "one.txt"
+    assert found.root == (tree / "a").resolve()
+
+
+def test_a_root_inside_a_hidden_folder_is_still_walked(tree: Path) -> None:
+    # Only folders *below* a root are judged hidden; a root the user names is walked.
+    assert rels(tree / ".hidden") == ["secret.md"]
