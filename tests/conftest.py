@@ -59,3 +59,43 @@ def embedder() -> Any:
     from tests.ingest_fixtures import shared_embedder
 
     return shared_embedder()
+
+
+# -- the app (ui/) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ui_embedder() -> Any:
+    """The packaged embedder, loaded once per test session and held by the app's own cache
+    (`ui.resources`), so the app under AppTest and the test's ingest share it."""
+    from rag.settings import DEFAULT_EMBED_MODEL
+    from ui.resources import get_embedder
+
+    settings = Settings(embed_model=DEFAULT_EMBED_MODEL, embed_device="cpu", embed_batch_size=16)
+    embedder = get_embedder(settings)
+    embedder.model  # noqa: B018 - load now, once
+    return embedder
+
+
+@pytest.fixture
+def ui_app_env(
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_env: None,
+    ui_embedder: Any,
+) -> Iterator[Any]:
+    """The app's environment on the fake Ollama and a temp store holding a tiny ingested corpus
+    (`tests.ui_helpers.CORPUS`); the app's shared store and gateway are released afterwards."""
+    from rag.settings import load_settings
+    from tests.ui_helpers import AppEnv, app_environment, ingest_corpus, write_corpus
+    from ui import resources
+
+    app_environment(monkeypatch, tmp_path, fake_ollama.url)
+    settings = load_settings()
+    docs = write_corpus(tmp_path / "docs")
+    ingest_corpus(settings, docs, ui_embedder)
+    try:
+        yield AppEnv(settings, docs, fake_ollama.url)
+    finally:
+        resources.release_process_resources()

@@ -1,0 +1,99 @@
+"""The Chat page under AppTest, against the fake Ollama and a temp store with a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.embeddings import Embedder
+from tests.fake_ollama import FakeOllama
+from tests.ui_helpers import (
+    LIGHTHOUSE_A,
+    LIGHTHOUSE_Q,
+    AppEnv,
+    ask,
+    elements,
+    ingest_corpus,
+    new_app,
+    no_exception,
+    page_text,
+    write_corpus,
+)
+from ui.answer_view import PARTIAL_MARK
+
+
+def test_an_answer_streams_with_citations_sources_context_and_speed(
+    ui_app_env: AppEnv, fake_ollama: FakeOllama
+) -> None:
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    no_exception(app)
+    text = page_text(app)
+    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [1]" in text
+    # sources panel: file, heading, passage and score of every packed passage
+    assert "[1] harbour/lighthouse.md" in text
+    assert "[2] harbour/lighthouse.md — Keepers" in text
+    assert "Three keepers lived in the lighthouse" in text
+    assert "score " in text and "cited" in text
+    sent = fake_ollama.requests_to("/api/chat")[-1]
+    [bar] = elements(app, "progress")
+    assert f"(num_ctx sent: {sent.options['num_ctx']:,})" in bar.text
+    assert "first token" in text and "tokens/s" in text
+
+
+def test_a_follow_up_sends_the_history(ui_app_env: AppEnv, fake_ollama: FakeOllama) -> None:
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    ask(app, "How many keepers lived there?")
+    no_exception(app)
+    last = fake_ollama.requests_to("/api/chat")[-1].body or {}
+    contents = [m["content"] for m in last["messages"]]
+    assert LIGHTHOUSE_Q in contents
+    assert any(LIGHTHOUSE_A in c for c in contents if not c.startswith("<passages>"))
+    assert "Three keepers lived in the lighthouse until the lamp was automated" in page_text(app)
+
+
+def test_clear_chat_empties_this_sessions_history(ui_app_env: AppEnv) -> None:
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    assert len(app.chat_message) == 2
+    app.sidebar.button[0].click().run()
+    no_exception(app)
+    assert len(app.chat_message) == 0
+    assert LIGHTHOUSE_A not in page_text(app)
+
+
+def test_a_broken_stream_keeps_the_partial_answer_and_marks_it(
+    ui_app_env: AppEnv, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.fail_after_tokens = 4
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    no_exception(app)
+    assert "The Tarnwick lighthouse was" in page_text(app)
+    assert any(PARTIAL_MARK in w.value for w in app.warning)
+    assert "fake failure" in page_text(app)
+    # the kept partial answer stays, marked, after the next rerun
+    app.run()
+    assert any(PARTIAL_MARK in w.value for w in app.warning)
+
+
+def test_a_cut_prompt_shows_a_warning(
+    ui_app_env: AppEnv, ui_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A calibration claiming far more characters per token than the fake's tokenizer gives
+    # makes the chain overfill a small window with a long log; the fake cuts the prompt
+    # silently, as Ollama does, and the chain notices from prompt_eval_count.
+    settings = ui_app_env.settings
+    log = [
+        f"Entry {n} of the Tarnwick lighthouse log: keeper {n % 3} lit the lamp at {n % 12} "
+        f"o'clock, oil level {n * 7 % 100} gallons, wind force {n % 9}, sea state {n % 6}."
+        for n in range(300)
+    ]
+    write_corpus(ui_app_env.docs, {"harbour/log.md": "# Log\n\n" + "\n\n".join(log)})
+    ingest_corpus(settings, ui_app_env.docs, ui_embedder)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    calibration = {"fake-llama3:8b": {"chars_per_token": 8.0, "samples": 5}}
+    (settings.data_dir / "calibration.json").write_text(json.dumps(calibration))
+    monkeypatch.setenv("KB_CONTEXT_CAP", "1024")
+    monkeypatch.setenv("KB_ANSWER_TOKENS", "32")
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    no_exception(app)
+    assert any("Ollama cut the prompt" in w.value for w in app.warning)

@@ -1,0 +1,69 @@
+"""The app without Ollama (chat becomes search, every page works) and with the embedded store
+held by another client (one sentence, no traceback, and recovery once it is free)."""
+
+from __future__ import annotations
+
+import pytest
+from qdrant_client import QdrantClient
+
+from rag.errors import StoreLockedError
+from rag.store import connect
+from tests.fake_ollama import unused_loopback_url
+from tests.ui_helpers import (
+    LIGHTHOUSE_A,
+    LIGHTHOUSE_Q,
+    AppEnv,
+    ask,
+    new_app,
+    no_exception,
+    page_text,
+    switch,
+)
+from ui.plain import escape_markdown
+
+PAGES = ("chat", "compare", "library", "models", "evaluation")
+
+
+def test_without_ollama_chat_searches_and_every_page_works(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = unused_loopback_url()
+    monkeypatch.setenv("OLLAMA_HOST", nowhere)
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    no_exception(app)
+    [banner] = [w.value for w in app.warning]
+    assert "Ollama is unreachable at" in banner and "ollama serve" in banner
+    assert nowhere in banner
+    assert app.title[0].value == "Search"
+    text = page_text(app)
+    assert "[1] harbour/lighthouse.md" in text and "score" in text
+    assert f"The Tarnwick lighthouse was {LIGHTHOUSE_A}" in text  # the passage, not an answer
+    for page in PAGES:
+        switch(app, page)
+        no_exception(app)
+        if page == "library":
+            assert "harbour/lighthouse.md" in app.dataframe[0].value["document"].tolist()
+        else:
+            assert any("Ollama is unreachable" in w.value for w in app.warning), page
+
+
+def test_a_locked_store_is_one_sentence_and_the_app_recovers(ui_app_env: AppEnv) -> None:
+    settings = ui_app_env.settings
+    holder = QdrantClient(path=str(settings.qdrant_path))  # another "process" holds the store
+    try:
+        with pytest.raises(StoreLockedError) as locked:
+            connect(settings, lock_wait_s=0)
+        message = escape_markdown(str(locked.value))
+        app = ask(new_app().run(), LIGHTHOUSE_Q)
+        no_exception(app)
+        assert [e.value for e in app.error] == [message]
+        switch(app, "library")
+        no_exception(app)
+        assert [e.value for e in app.error] == [message]
+    finally:
+        holder.close()
+    switch(app, "chat")
+    ask(app, LIGHTHOUSE_Q)
+    no_exception(app)
+    last = app.chat_message[-1]
+    assert not last.error and LIGHTHOUSE_A in last.markdown[0].value

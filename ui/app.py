@@ -1,0 +1,30 @@
+"""The kb web app: `streamlit run ui/app.py`.
+
+Five pages (Chat, Compare, Library, Models, Evaluation), each a script under `ui/views/` that
+starts with `ui.resources.page_start()` (settings, password gate, Ollama banner).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui.auth import require_password
+from ui.resources import current_settings
+
+VIEWS = Path(__file__).parent / "views"
+
+st.set_page_config(page_title="Knowledge base", layout="wide")
+# The gate also runs here, so a locked session does not even see the page list.
+require_password(current_settings())
+navigation = st.navigation(
+    [
+        st.Page(VIEWS / "chat.py", title="Chat", default=True),
+        st.Page(VIEWS / "compare.py", title="Compare"),
+        st.Page(VIEWS / "library.py", title="Library"),
+        st.Page(VIEWS / "models.py", title="Models"),
+        st.Page(VIEWS / "evaluation.py", title="Evaluation"),
+    ]
+)
+navigation.run()

@@ -1,0 +1,81 @@
+"""Files uploaded on the Library page: size limit, safe names, saved under `<data_dir>/uploads`."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+MAX_NAME_CHARS = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._\- ]+")
+_RUNS = re.compile(r"[_ ]{2,}")
+
+
+class Upload(Protocol):
+    """What Streamlit's UploadedFile offers and this module uses."""
+
+    name: str
+    size: int
+
+    def getvalue(self) -> bytes: ...
+
+
+def uploads_dir(data_dir: Path) -> Path:
+    return data_dir / "uploads"
+
+
+def sanitize_filename(name: str) -> str:
+    """A name that is safe as one file in the uploads folder: the last path component only,
+    letters, digits, `.`, `_`, `-` and spaces, no leading dot (no hidden files, no `..`), at most
+    `MAX_NAME_CHARS` characters with the extension kept."""
+    base = re.split(r"[\\/]", name)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    suffix = re.sub(r"[^A-Za-z0-9]", "", _ascii(suffix))[:16]
+    stem = _RUNS.sub("_", _UNSAFE.sub("_", _ascii(stem))).strip(" ._-") or "upload"
+    room = MAX_NAME_CHARS - (len(suffix) + 1 if suffix else 0)
+    stem = stem[:room].rstrip(" ._-") or "upload"
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+@dataclass
+class SavedUploads:
+    saved: list[Path] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+
+def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploads:
+    """Save each file within the size limit under its sanitized name (replacing an earlier
+    upload of that name, which ingest then updates); refuse the others with a reason."""
+    outcome = SavedUploads()
+    folder.mkdir(parents=True, exist_ok=True)
+    for upload in files:
+        if upload.size > max_mb * 1024 * 1024:
+            reason = f"{upload.size / 1048576:.1f} MB is over the limit of {max_mb:g} MB"
+            outcome.refused.append((upload.name, reason))
+            continue
+        target = folder / sanitize_filename(upload.name)
+        _write_atomically(target, upload.getvalue())
+        outcome.saved.append(target)
+    return outcome
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write-then-rename, so an ingest running meanwhile never reads half a file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,143 @@
+"""Evaluation: run `eval.answers.run_answers` (the code of `python -m eval answers`) on an eval
+set, and show the tables and charts of the newest and earlier runs."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rag.errors import KBError
+from rag.settings import Settings
+from ui.eval_runs import EvalRun, find_runs, history_rows
+from ui.models_choice import model_choices
+from ui.plain import escape_markdown, show_error
+from ui.resources import (
+    get_embedder,
+    get_gateway,
+    ollama_reachable,
+    page_start,
+    pulled_models,
+    store_in_use,
+)
+
+NO_JUDGE = "(no judge)"
+DEFAULT_LIMIT = 5
+
+
+def sample_set() -> Path:
+    import eval as eval_package
+
+    return Path(eval_package.__file__).parent / "sample"
+
+
+def run_form(settings: Settings, choices: list[str]) -> dict[str, Any] | None:
+    with st.form("evaluate"):
+        dataset = st.text_input("Eval set folder (docs/ and qa.jsonl)", str(sample_set()))
+        models = st.multiselect("Models", choices, default=choices[:1])
+        limit = st.number_input("Questions (0 = all)", min_value=0, value=DEFAULT_LIMIT, step=1)
+        judge = st.selectbox("Judge model", [NO_JUDGE, *choices])
+        submitted = st.form_submit_button("Run evaluation")
+    if not submitted:
+        return None
+    if not models:
+        st.warning("Choose at least one model.")
+        return None
+    return {
+        "dataset": Path(dataset.strip()).expanduser(),
+        "models": models,
+        "limit": int(limit) or None,
+        "judge": None if judge == NO_JUDGE else judge,
+    }
+
+
+def run_evaluation(settings: Settings, request: dict[str, Any]) -> Path | None:
+    from eval.answers import run_answers
+
+    bar = st.progress(0.0, text="Ingesting the eval set…")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{done} of {total} answers")
+
+    def on_ingest(shown: str, files_done: int, chunks: int) -> None:
+        bar.progress(0.0, text=f"Ingesting the eval set: {files_done} files, {chunks} chunks")
+
+    options: dict[str, Any] = {
+        "embedder": get_embedder(settings),
+        "gateway": get_gateway(settings),
+        "on_progress": on_progress,
+        "on_ingest": on_ingest,
+        "notify": lambda message: st.info(escape_markdown(message)),
+    }
+    try:
+        if "store" in inspect.signature(run_answers).parameters:
+            with store_in_use(settings) as store:
+                return run_answers(settings, **request, store=store, **options)
+        # Without a `store` parameter run_answers opens the store itself, which works with a
+        # Qdrant server, or with the embedded store while the app is not holding it.
+        return run_answers(settings, **request, **options)
+    except KBError as err:
+        show_error(err)
+        return None
+
+
+def run_label(run: EvalRun) -> str:
+    meta = run.meta()
+    models = ", ".join(meta.get("models") or [])
+    started = meta.get("started_at") or ""
+    return " · ".join(part for part in (run.name, started, models) if part)
+
+
+def show_run(run: EvalRun) -> None:
+    summary = run.summary()
+    if summary:
+        st.dataframe(summary, hide_index=True)
+    else:
+        st.caption("This run has no summary.csv.")
+    for chart in run.charts():
+        st.image(str(chart), caption=chart.name)
+    results = run.results()
+    with st.expander(f"Per-question results ({len(results)})"):
+        st.dataframe(results, hide_index=True)
+    report = run.report()
+    if report is not None:
+        with st.expander("report.md"):
+            # Plain text: the report quotes answers, which are document data.
+            st.code(report, language="markdown", wrap_lines=True)
+
+
+def show_runs(settings: Settings) -> None:
+    runs = find_runs(settings.data_dir)
+    if not runs:
+        st.info(
+            "No evaluation run yet. Run one above, or with "
+            f"`python -m eval answers --dataset DIR --models A,B` "
+            f"(runs are read from {escape_markdown(str(settings.data_dir / 'eval-runs'))})."
+        )
+        return
+    labels = {run_label(run): run for run in runs}
+    chosen = st.selectbox("Run (newest first)", list(labels))
+    show_run(labels[chosen])
+    if len(runs) > 1:
+        st.subheader("All runs")
+        st.dataframe(history_rows(runs), hide_index=True)
+
+
+def main() -> None:
+    settings = page_start(needs_ollama=True)
+    st.title("Evaluation")
+    if ollama_reachable(settings):
+        choices = model_choices(settings, pulled_models(settings))
+        request = run_form(settings, choices) if choices else None
+        if request is not None and run_evaluation(settings, request) is not None:
+            st.success("The evaluation finished; its run is shown below.")
+    else:
+        st.info("Running an evaluation needs Ollama; earlier runs are shown below.")
+    st.subheader("Runs")
+    show_runs(settings)
+
+
+if __name__ == "__main__":
+    main()
