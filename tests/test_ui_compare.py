@@ -7,7 +7,15 @@ import json
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_ollama import FakeOllama
-from tests.ui_helpers import LIGHTHOUSE_A, LIGHTHOUSE_Q, AppEnv, new_app, no_exception, switch
+from tests.ui_helpers import (
+    LIGHTHOUSE_A,
+    LIGHTHOUSE_Q,
+    AppEnv,
+    new_app,
+    no_exception,
+    shown,
+    switch,
+)
 
 MODELS = ["fake-llama3:8b", "fake-mistral:7b", "fake-qwen2:7b"]
 
@@ -31,12 +39,8 @@ def test_three_models_answer_side_by_side(ui_app_env: AppEnv, fake_ollama: FakeO
     texts = column_texts(app)
     assert len(texts) == len(MODELS)
     assert all(LIGHTHOUSE_A in text and "\\[1\\]" in text for text in texts)
-    assert [h.value for h in app.subheader[: len(MODELS)]] == [
-        "fake\\-llama3\\:8b",
-        "fake\\-mistral\\:7b",
-        "fake\\-qwen2\\:7b",
-    ]
-    captions = [c.value.replace("\\", "") for c in app.caption]
+    assert [shown(h.value) for h in app.subheader[: len(MODELS)]] == MODELS
+    captions = [shown(c.value) for c in app.caption]
     assert sum("first token" in c and "tokens/s" in c for c in captions) == len(MODELS)
     assert len(app.get("progress")) == len(MODELS)  # context used, one bar per column
 

@@ -17,6 +17,7 @@ from tests.ui_helpers import (
     new_app,
     no_exception,
     page_text,
+    shown,
     switch,
 )
 from ui.plain import escape_markdown
@@ -33,7 +34,7 @@ def test_without_ollama_chat_searches_and_every_page_works(
     no_exception(app)
     [banner] = [w.value for w in app.warning]
     assert "Ollama is unreachable at" in banner and "ollama serve" in banner
-    assert nowhere in banner
+    assert nowhere in shown(banner)
     assert app.title[0].value == "Search"
     text = page_text(app)
     assert "[1] harbour/lighthouse.md" in text and "score" in text

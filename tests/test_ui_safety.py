@@ -4,11 +4,13 @@ and in the model's (extractive) answer, reach the page only as literal text."""
 from __future__ import annotations
 
 import re
+from html import unescape
 
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_ollama import FakeOllama
+from tests.test_ui_units import AUTOLINKABLE
 from tests.ui_helpers import (
     IMAGE_MD,
     IMAGE_TAG,
@@ -30,6 +32,7 @@ def assert_nothing_remote(app: AppTest) -> None:
     renderer = MarkdownIt("commonmark").enable(["table", "strikethrough"])
     for body in markdown_bodies(app):
         assert "![" not in body and "<img" not in body
+        assert not AUTOLINKABLE.search(unescape(body.replace("\\", "")))  # what GFM links
         html = renderer.render(body)
         assert "<img" not in html and "<a " not in html and "example.invalid" not in _tags(html)
 

@@ -4,6 +4,7 @@ model choices, evaluation run folders, and the parallel lanes of the Compare pag
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,13 @@ from ui.eval_runs import find_runs, history_rows
 from ui.marks import TIE, append_mark, read_marks, win_rates
 from ui.models_choice import missing_models, model_choices
 from ui.parallel import stream_side_by_side
-from ui.plain import escape_markdown
+from ui.plain import WORD_JOINER, escape_markdown, escaped_stream
 from ui.uploads import MAX_NAME_CHARS, sanitize_filename, save_uploads
 
+# What remark-gfm turns into links in plain text: URLs, www. names and e-mail addresses.
+AUTOLINKABLE = re.compile(r"https?://|www\.|[\w.+-]@[\w-]|mailto:|xmpp:", re.IGNORECASE)
 HOSTILE_TEXTS = [
+    "mail kb@example.invalid or see www.example.invalid and https://example.invalid/x",
     IMAGE_MD,
     IMAGE_TAG,
     "[click](http://example.invalid/) <http://example.invalid/> <script>alert(1)</script>",
@@ -46,13 +50,17 @@ def test_escaped_markdown_renders_as_exactly_the_text(text: str) -> None:
     for tag in ("<img", "<a ", "<script", "<code", "<em", "<strong", "<h1", "<li", "<table"):
         assert tag not in html
     shown = unescape(html.replace("<p>", "").replace("</p>", "").replace("<br />", ""))
-    assert " ".join(shown.split()) == " ".join(text.split())
+    # Nothing GFM would autolink is left in the text (its autolinking ignores escapes) ...
+    assert not AUTOLINKABLE.search(shown)
+    # ... and, but for the invisible word joiners, the reader sees exactly the text.
+    assert " ".join(shown.replace(WORD_JOINER, "").split()) == " ".join(text.split())
 
 
 def test_escaping_stream_pieces_equals_escaping_the_whole() -> None:
-    text = f"The flag is {IMAGE_MD} and {IMAGE_TAG}."
+    text = f"The flag is {IMAGE_MD} and {IMAGE_TAG}, see WWW.example.invalid."
     for cut in range(len(text) + 1):
-        assert escape_markdown(text[:cut]) + escape_markdown(text[cut:]) == escape_markdown(text)
+        pieces = [text[:cut], text[cut : cut + 3], text[cut + 3 :]]
+        assert "".join(escaped_stream(pieces)) == escape_markdown(text)
 
 
 @pytest.mark.parametrize(
@@ -165,11 +173,11 @@ def test_eval_runs_newest_first(tmp_path: Path) -> None:
     (runs_root / "empty").mkdir()
     runs = find_runs(tmp_path)
     assert [r.name for r in runs] == ["a-newer", "b-older"]
-    assert runs[0].summary() == [{"model": "m2", "token_f1": "0.7"}]
+    assert runs[0].summary() == [{"model": "m2", "token_f1": 0.7}]
     assert runs[0].results() == [{"model": "m2", "citations": "[1, 2]"}]
     assert history_rows(runs) == [
-        {"run": "a-newer", "model": "m2", "token_f1": "0.7"},
-        {"run": "b-older", "model": "m1", "token_f1": "0.5"},
+        {"run": "a-newer", "model": "m2", "token_f1": 0.7},
+        {"run": "b-older", "model": "m1", "token_f1": 0.5},
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from ingest.pipeline import ingest
 from rag.embeddings import Embedder
 from rag.settings import Settings
+from ui.plain import WORD_JOINER
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "ui" / "app.py"
@@ -66,11 +68,10 @@ class AppEnv:
     ollama_url: str
 
 
-def app_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ollama_url: str, **extra: str
-) -> dict[str, str]:
-    """The environment the app script reads its settings from (AppTest runs the script)."""
-    values = {
+def app_env_values(tmp_path: Path, ollama_url: str, **extra: str) -> dict[str, str]:
+    """The environment the app reads its settings from (AppTest and `streamlit run` both run
+    the script, so settings can only reach it this way)."""
+    return {
         "OLLAMA_HOST": ollama_url,
         "KB_MODEL": MODEL,
         "KB_MODELS": MODELS,
@@ -81,6 +82,12 @@ def app_environment(
         "KB_CONFIG": str(tmp_path / "no-kb.toml"),
         **extra,
     }
+
+
+def app_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ollama_url: str, **extra: str
+) -> dict[str, str]:
+    values = app_env_values(tmp_path, ollama_url, **extra)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
@@ -143,8 +150,12 @@ def all_text(app: AppTest) -> str:
     return "\n".join(markdown_bodies(app))
 
 
-def page_text(app: AppTest) -> str:
-    """Markdown bodies with their escapes undone: what a reader sees."""
-    from html import unescape
+def shown(markdown: str) -> str:
+    """What a reader sees of markdown that `ui.plain.escape_markdown` wrote (roughly: every
+    backslash goes, so only for text without backslashes of its own)."""
+    return unescape(markdown.replace("\\", "").replace(WORD_JOINER, ""))
 
-    return unescape(all_text(app).replace("\\", ""))
+
+def page_text(app: AppTest) -> str:
+    """Every markdown body of the page, as a reader sees it."""
+    return shown(all_text(app))

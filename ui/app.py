@@ -11,13 +11,15 @@ from pathlib import Path
 import streamlit as st
 
 from ui.auth import require_password
-from ui.resources import current_settings
+from ui.resources import current_settings, warm_up_embedder
 
 VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="Knowledge base", layout="wide")
+settings = current_settings()
 # The gate also runs here, so a locked session does not even see the page list.
-require_password(current_settings())
+require_password(settings)
+warm_up_embedder(settings)
 navigation = st.navigation(
     [
         st.Page(VIEWS / "chat.py", title="Chat", default=True),

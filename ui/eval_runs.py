@@ -35,12 +35,14 @@ class EvalRun:
             return {}
         return loaded if isinstance(loaded, dict) else {}
 
-    def summary(self) -> list[dict[str, str]]:
+    def summary(self) -> list[dict[str, Any]]:
+        """summary.csv, its numbers as numbers (so tables sort and align them as such)."""
         try:
             with (self.folder / SUMMARY).open(encoding="utf-8", newline="") as handle:
-                return list(csv.DictReader(handle))
+                rows = list(csv.DictReader(handle))
         except (OSError, csv.Error, UnicodeDecodeError):
             return []
+        return [{key: _number(value) for key, value in row.items()} for row in rows]
 
     def results(self) -> list[dict[str, Any]]:
         """results.jsonl, one flat row per line (nested values as JSON text)."""
@@ -66,6 +68,13 @@ class EvalRun:
 
     def charts(self) -> list[Path]:
         return sorted(self.folder.glob("*.png"))
+
+
+def _number(text: str | None) -> Any:
+    try:
+        return float(text) if text and text.strip() else text
+    except ValueError:
+        return text
 
 
 def _flat(value: Any) -> Any:
@@ -94,6 +103,6 @@ def _finished(folder: Path) -> float:
     return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 
-def history_rows(runs: list[EvalRun]) -> list[dict[str, str]]:
+def history_rows(runs: list[EvalRun]) -> list[dict[str, Any]]:
     """Every run's summary rows, each tagged with its run: the figures over time."""
     return [{"run": run.name, **row} for run in runs for row in run.summary()]

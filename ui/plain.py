@@ -5,7 +5,10 @@ markdown extensions (`:red[…]`, `$…$`). Rendered as markdown, any of these c
 browser load something remote or show a link. `escape_markdown` turns every such character into
 one that markdown prints literally: `&`, `<` and `>` become HTML entities, every other ASCII
 punctuation character is backslash-escaped (CommonMark prints an escaped punctuation character
-as itself, and an escaped `:` or `.` also breaks GFM's autolinking of `http://…` and `www.…`).
+as itself). Escapes do not stop GFM's autolinking of `http://…`, `www.…` and `a@b.c`, which
+Streamlit's renderer applies to the text after escapes are resolved; an invisible WORD JOINER
+inside `://`, between `www` and `.`, and after `@` breaks those patterns without changing
+what is seen.
 """
 
 from __future__ import annotations
@@ -15,25 +18,45 @@ from collections.abc import Iterable, Iterator
 
 import streamlit as st
 
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_TABLE = str.maketrans(
-    {c: _ENTITIES.get(c, "\\" + c) for c in string.punctuation}
+WORD_JOINER = "\u2060"
+_ESCAPED = {c: "\\" + c for c in string.punctuation} | {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    "@": "\\@" + WORD_JOINER,
     # A line break inside a paragraph would be lost; two spaces before it keep it.
-    | {"\n": "  \n"}
-)
+    "\n": "  \n",
+}
+
+
+class MarkdownEscaper:
+    """Escapes a text given in pieces (a stream) exactly as `escape_markdown` escapes the whole:
+    the only context it needs is the last few characters already seen."""
+
+    def __init__(self) -> None:
+        self._tail = ""
+
+    def feed(self, piece: str) -> str:
+        out = []
+        for char in piece:
+            if (char == "/" and self._tail.endswith(":")) or (
+                char == "." and self._tail.lower().endswith("www")
+            ):
+                out.append(WORD_JOINER)
+            out.append(_ESCAPED.get(char, char))
+            self._tail = (self._tail + char)[-3:]
+        return "".join(out)
 
 
 def escape_markdown(text: str) -> str:
-    """`text` as markdown that renders as exactly this text: no image, link, HTML or markup.
-
-    Works character by character, so escaping the pieces of a stream one by one gives the same
-    result as escaping the whole."""
-    return text.translate(_TABLE)
+    """`text` as markdown that renders as exactly this text: no image, link, HTML or markup."""
+    return MarkdownEscaper().feed(text)
 
 
 def escaped_stream(pieces: Iterable[str]) -> Iterator[str]:
+    escaper = MarkdownEscaper()
     for piece in pieces:
-        yield escape_markdown(piece)
+        yield escaper.feed(piece)
 
 
 def show_text(text: str) -> None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from threading import Thread
 
 import streamlit as st
 
@@ -22,6 +23,7 @@ from rag.ollama_client import OllamaGateway
 from rag.settings import UPSTREAM_NAMES, Settings, env_name, load_settings
 from rag.store import SharedStore, Store
 from ui.auth import require_password
+from ui.plain import escape_markdown
 
 REACHABILITY_TTL_S = 10  # how long an Ollama up/down answer is trusted
 MODEL_LIST_TTL_S = 30
@@ -58,10 +60,33 @@ def _embedder_for(name: str, device: str, batch_size: int, _settings: Settings) 
 
 
 def get_embedder(settings: Settings) -> Embedder:
-    """One embedder per process (per embedding model); it loads on its first use."""
+    """One embedder per process (per embedding model), loaded (see `warm_up_embedder`)."""
+    _warm_up(settings).join()
     return _embedder_for(
         settings.embed_model, settings.embed_device, settings.embed_batch_size, settings
     )
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up_thread(name: str, device: str, batch_size: int, _embedder: Embedder) -> Thread:
+    thread = Thread(target=lambda: _embedder.model, name="kb-embedder-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up(settings: Settings) -> Thread:
+    embedder = _embedder_for(
+        settings.embed_model, settings.embed_device, settings.embed_batch_size, settings
+    )
+    return _warm_up_thread(
+        settings.embed_model, settings.embed_device, settings.embed_batch_size, embedder
+    )
+
+
+def warm_up_embedder(settings: Settings) -> None:
+    """Start loading the embedder in the background (once per process), so that the first
+    question does not wait seconds for it; `get_embedder` waits for the load to finish."""
+    _warm_up(settings)
 
 
 def _close_store(shared: SharedStore) -> None:
@@ -141,7 +166,7 @@ def page_start(needs_ollama: bool = False) -> Settings:
 
 def ollama_banner(settings: Settings) -> None:
     variable = env_name("ollama_hosts" if settings.ollama_hosts else "ollama_host")
-    hosts = ", ".join(get_gateway(settings).hosts)
+    hosts = escape_markdown(", ".join(get_gateway(settings).hosts))
     st.warning(
         f"Ollama is unreachable at {hosts} ({variable}). Start it with `ollama serve` "
         "(or `docker compose up -d ollama`), or point "

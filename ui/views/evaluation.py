@@ -28,9 +28,12 @@ DEFAULT_LIMIT = 5
 
 
 def sample_set() -> Path:
-    import eval as eval_package
+    """The eval set shipped in the `eval` package (`eval/sample`)."""
+    from importlib.util import find_spec
 
-    return Path(eval_package.__file__).parent / "sample"
+    spec = find_spec("eval")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return Path(folders[0]) / "sample" if folders else Path("eval/sample")
 
 
 def run_form(settings: Settings, choices: list[str]) -> dict[str, Any] | None:

@@ -1,0 +1,164 @@
+"""The app in a real browser: `streamlit run ui/app.py` against the fake Ollama and a temp store,
+driven through Debian's chromium with Playwright. A question typed into the chat streams back
+an answer with a [n] citation; a document planting a remote image shows it as text; no request
+leaves loopback. A screenshot goes to tests/artifacts/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from rag.settings import UPSTREAM_NAMES, load_settings
+from tests.fake_ollama import FakeOllama
+from tests.ui_helpers import (
+    IMAGE_MD,
+    IMAGE_TAG,
+    LIGHTHOUSE_A,
+    LIGHTHOUSE_Q,
+    REPO,
+    SIGNALS_Q,
+    app_environment,
+    ingest_corpus,
+    write_corpus,
+)
+from ui.plain import WORD_JOINER
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "tests" / "artifacts"
+START_TIMEOUT_S = 90
+ANSWER_TIMEOUT_MS = 120_000  # the first question loads the embedder in the app's process
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise AssertionError(f"streamlit did not answer at {url} within {START_TIMEOUT_S} s")
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any kb setting from the developer's shell."""
+    upstream = set(UPSTREAM_NAMES.values())
+    return {k: v for k, v in os.environ.items() if not k.startswith("KB_") and k not in upstream}
+
+
+@pytest.fixture
+def app_url(
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+    ui_embedder: Any,
+    isolated_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    values = app_environment(monkeypatch, tmp_path, fake_ollama.url)
+    ingest_corpus(load_settings(), write_corpus(tmp_path / "docs"), ui_embedder)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "streamlit", "run", "ui/app.py",
+        "--server.headless", "true", "--server.port", str(port),
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    log = (tmp_path / "streamlit.log").open("wb")
+    server = subprocess.Popen(
+        command, cwd=REPO, env={**clean_environment(), **values}, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def ask(page: Any, question: str, expected: str) -> None:
+    box = page.get_by_placeholder("Ask the knowledge base")
+    box.fill(question)
+    box.press("Enter")
+    message = page.locator('[data-testid="stChatMessage"]').filter(has_text=expected)
+    message.first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+
+
+def test_chat_in_chromium_streams_a_cited_answer_and_stays_on_loopback(app_url: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    requests: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(app_url)
+            ask(page, LIGHTHOUSE_Q, f"{LIGHTHOUSE_A} from granite quarried on the island. [1]")
+            ask(page, SIGNALS_Q, "in red. [1]")  # the whole answer has arrived
+            answer = page.locator('[data-testid="stChatMessage"]').last
+            answer.get_by_text("Sources:").click()  # open its passages
+            planted = answer.get_by_text('beacon on the mast is <img src="')
+            planted.nth(1).wait_for()  # in the answer and in the passage
+            shown = answer.inner_text().replace(WORD_JOINER, "")
+            images = page.locator('img[src*="example.invalid"]').count()
+            links = page.locator('a[href*="example.invalid"]').count()
+            print(
+                [
+                    page.locator('a[href*="example.invalid"]')
+                    .nth(i)
+                    .evaluate("e => e.parentElement.outerHTML")
+                    for i in range(links)
+                ]
+            )
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
+        finally:
+            browser.close()
+    assert shown.count(IMAGE_MD) == 2 and shown.count(IMAGE_TAG) == 2  # shown as text
+    assert images == 0 and links == 0
+    assert requests, "the browser recorded no request at all"
+    remote = [
+        url for url in requests if urlsplit(url).scheme not in ("data", "blob")
+        and urlsplit(url).hostname not in LOOPBACK
+    ]  # fmt: skip
+    assert not remote, remote

@@ -1,0 +1,33 @@
+"""The Models page: the `python -m rag models` table, and pull commands for missing models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui_helpers import AppEnv, new_app, no_exception, switch
+
+
+def test_the_models_table_and_pull_commands(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KB_MODELS", "fake-llama3:8b,fake-phi3:3.8b,nonesuch:1b")
+    monkeypatch.setenv("KB_CONTEXT_CAP", "4096")
+    app = switch(new_app(), "models")
+    no_exception(app)
+    rows = {row["model"]: row for row in app.dataframe[0].value.to_dict("records")}
+    llama = rows["fake-llama3:8b"]
+    assert llama["default"] and llama["pulled"]
+    assert (llama["family"], llama["parameters"], llama["quantization"]) == (
+        "llama",
+        "8.0B",
+        "Q4_K_M",
+    )
+    assert (llama["trained context"], llama["window used"]) == (131072, 4096)
+    assert llama["KV cache (MiB)"] == 512.0  # 2 (K,V) x 8 heads x 128 x 32 layers x 2 B x 4096
+    assert not rows["fake-phi3:3.8b"]["pulled"]
+    assert "fake-mistral:7b" in rows  # pulled but not configured: listed too
+    [commands] = [c.value for c in app.code]
+    assert commands.splitlines() == [
+        "ollama pull fake-phi3:3.8b",
+        "ollama pull nonesuch:1b",
+    ]
