@@ -41,7 +41,9 @@ def chain_opener(settings: Settings) -> Any:
 
 
 def ask_form(settings: Settings, choices: list[str]) -> tuple[str, list[str]] | None:
-    st.session_state.setdefault(MODELS, choices[:MIN_MODELS])
+    # keep this session's choice, less any model Ollama no longer has
+    kept = [m for m in st.session_state.get(MODELS, choices[:MIN_MODELS]) if m in choices]
+    st.session_state[MODELS] = kept
     with st.form("compare"):
         question = st.text_area("Question", height=80)
         models = st.multiselect("Models (2 to 4)", choices, key=MODELS, max_selections=MAX_MODELS)
