@@ -11,6 +11,7 @@ from tests.ui_helpers import (
     LIGHTHOUSE_A,
     LIGHTHOUSE_Q,
     AppEnv,
+    compare,
     new_app,
     no_exception,
     shown,
@@ -18,14 +19,6 @@ from tests.ui_helpers import (
 )
 
 MODELS = ["fake-llama3:8b", "fake-mistral:7b", "fake-qwen2:7b"]
-
-
-def compare(app: AppTest, question: str, models: list[str]) -> AppTest:
-    app.text_area[0].set_value(question)
-    app.multiselect[0].set_value(models)
-    app.button(key="FormSubmitter:compare-Compare").click().run()
-    no_exception(app)
-    return app
 
 
 def column_texts(app: AppTest) -> list[str]:

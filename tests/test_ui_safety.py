@@ -10,8 +10,8 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from tests.fake_ollama import FakeOllama
-from tests.test_ui_units import AUTOLINKABLE
 from tests.ui_helpers import (
+    AUTOLINKABLE,
     IMAGE_MD,
     IMAGE_TAG,
     SIGNALS_Q,

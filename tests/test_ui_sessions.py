@@ -3,8 +3,16 @@ never shows in another: two AppTest instances are two sessions of one app proces
 
 from __future__ import annotations
 
-from tests.test_ui_compare import compare
-from tests.ui_helpers import LIGHTHOUSE_A, LIGHTHOUSE_Q, AppEnv, ask, new_app, page_text, switch
+from tests.ui_helpers import (
+    LIGHTHOUSE_A,
+    LIGHTHOUSE_Q,
+    AppEnv,
+    ask,
+    compare,
+    new_app,
+    page_text,
+    switch,
+)
 
 
 def test_two_sessions_keep_their_own_chat_model_and_comparison(ui_app_env: AppEnv) -> None:

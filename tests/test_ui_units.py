@@ -4,7 +4,6 @@ model choices, evaluation run folders, and the parallel lanes of the Compare pag
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from markdown_it import MarkdownIt
 from rag.chain import AnswerResult
 from rag.errors import OllamaTimeoutError
 from rag.settings import Settings
-from tests.ui_helpers import IMAGE_MD, IMAGE_TAG
+from tests.ui_helpers import AUTOLINKABLE, IMAGE_MD, IMAGE_TAG
 from ui.eval_runs import find_runs, history_rows
 from ui.marks import TIE, append_mark, read_marks, win_rates
 from ui.models_choice import missing_models, model_choices
@@ -27,8 +26,6 @@ from ui.parallel import stream_side_by_side
 from ui.plain import WORD_JOINER, escape_markdown, escaped_stream
 from ui.uploads import MAX_NAME_CHARS, sanitize_filename, save_uploads
 
-# What remark-gfm turns into links in plain text: URLs, www. names and e-mail addresses.
-AUTOLINKABLE = re.compile(r"https?://|www\.|[\w.+-]@[\w-]|mailto:|xmpp:", re.IGNORECASE)
 HOSTILE_TEXTS = [
     "mail kb@example.invalid or see www.example.invalid and https://example.invalid/x",
     IMAGE_MD,

@@ -3,6 +3,7 @@ of the AppTest element tree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -26,6 +27,8 @@ MODELS = "fake-llama3:8b,fake-mistral:7b,fake-qwen2:7b"
 # The remote resources the safety tests plant; nothing may ever load them.
 IMAGE_MD = "![x](http://example.invalid/p.png)"
 IMAGE_TAG = '<img src="http://example.invalid/q.png">'
+# What remark-gfm turns into links in plain text: URLs, www. names and e-mail addresses.
+AUTOLINKABLE = re.compile(r"https?://|www\.|[\w.+-]@[\w-]|mailto:|xmpp:", re.IGNORECASE)
 
 CORPUS = {
     "harbour/lighthouse.md": (
@@ -111,6 +114,15 @@ def switch(app: AppTest, page: str) -> AppTest:
 
 def ask(app: AppTest, question: str) -> AppTest:
     app.chat_input[0].set_value(question).run()
+    return app
+
+
+def compare(app: AppTest, question: str, models: list[str]) -> AppTest:
+    """Ask `question` of `models` on the Compare page."""
+    app.text_area[0].set_value(question)
+    app.multiselect[0].set_value(models)
+    app.button(key="FormSubmitter:compare-Compare").click().run()
+    no_exception(app)
     return app
 
 
