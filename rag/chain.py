@@ -21,7 +21,7 @@ from rag.calibration import Calibration
 from rag.context import PackedContext, TokenEstimator, pack
 from rag.embeddings import Embedder
 from rag.errors import EmptyKnowledgeBaseError, KBError
-from rag.models import ModelFacts, effective_window, model_facts
+from rag.models import FACTS_MAX_AGE_S, ModelFacts, effective_window, model_facts
 from rag.ollama_client import OllamaGateway
 from rag.prompts import SYSTEM_PROMPT, rewrite_message, user_message
 from rag.retrieve import Passage, RetrievalParams, Retriever, SearchFilters
@@ -91,7 +91,6 @@ class Chain:
         self.gateway = gateway
         self.retriever = Retriever(store, embedder, params)
         self.calibration = calibration or Calibration(settings.data_dir)
-        self._facts: dict[str, ModelFacts] = {}
 
     # -- retrieval only --
 
@@ -104,9 +103,8 @@ class Chain:
         return self.retriever.search(query, filters)
 
     def facts(self, model: str) -> ModelFacts:
-        if model not in self._facts:
-            self._facts[model] = model_facts(self.gateway, model)
-        return self._facts[model]
+        # The gateway outlives chains in the app; a minute-old /api/show is still right.
+        return model_facts(self.gateway, model, max_age_s=FACTS_MAX_AGE_S)
 
     # -- answers --
 

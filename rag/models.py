@@ -139,8 +139,11 @@ def canonical_model_name(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-def model_facts(gateway: OllamaGateway, name: str) -> ModelFacts:
-    return facts_from_show(name, gateway.show(name))
+FACTS_MAX_AGE_S = 60.0
+
+
+def model_facts(gateway: OllamaGateway, name: str, max_age_s: float = 0.0) -> ModelFacts:
+    return facts_from_show(name, gateway.show(name, max_age_s=max_age_s))
 
 
 def list_model_facts(gateway: OllamaGateway, settings: Settings) -> list[ModelFacts]:

@@ -73,6 +73,7 @@ class OllamaGateway:
         self._clients: dict[str, ollama.Client] = {}
         self._down_until: dict[str, float] = {}
         self._turns: dict[str, int] = {}
+        self._shown: dict[str, tuple[float, ollama.ShowResponse]] = {}
         self._lock = threading.Lock()
 
     # -- public API --
@@ -102,9 +103,17 @@ class OllamaGateway:
                 merged.setdefault(model.model or "", model)
         return [merged[name] for name in sorted(merged)]
 
-    def show(self, model: str) -> ollama.ShowResponse:
-        """Ollama's `/api/show` for a model: details and the GGUF `model_info`."""
+    def show(self, model: str, max_age_s: float = 0.0) -> ollama.ShowResponse:
+        """Ollama's `/api/show` for a model: details and the GGUF `model_info`. With
+        `max_age_s`, an answer fetched that recently is reused (the chain asks per question)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._shown.get(model)
+        if cached is not None and now - cached[0] <= max_age_s:
+            return cached[1]
         _, shown = self._call(model, lambda host: self._client(host).show(model))
+        with self._lock:
+            self._shown[model] = (now, shown)
         return shown
 
     def chat(
