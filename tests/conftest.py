@@ -99,3 +99,45 @@ def ui_app_env(
         yield AppEnv(settings, docs, fake_ollama.url)
     finally:
         resources.release_process_resources()
+
+
+# -- eval ---------------------------------------------------------------------------------------
+
+EVAL_SAMPLE = Path(__file__).resolve().parents[1] / "eval" / "sample"
+
+
+@pytest.fixture(scope="session")
+def eval_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """`eval_settings(ollama_url, data_dir, **overrides)`: Settings for the eval tests, every
+    field they depend on given explicitly (so no KB_* variable or kb.toml changes them), on the
+    store that `eval_sample_store` fills."""
+    from rag.settings import DEFAULT_EMBED_MODEL
+
+    store = tmp_path_factory.mktemp("eval-sample") / "qdrant"
+
+    def make(ollama_url: str, data_dir: Path, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "qdrant_path": store, "qdrant_url": None, "qdrant_api_key": None,
+            "collection": "kb", "store_lock_wait_s": 5.0,
+            "embed_model": DEFAULT_EMBED_MODEL, "embed_device": "cpu", "embed_batch_size": 16,
+            "chunk_size": 64, "chunk_overlap": 0, "max_file_mb": 50.0,
+            "ollama_host": ollama_url, "ollama_hosts": [], "ollama_timeout_s": 30.0,
+            "model": "fake-llama3:8b", "models": ["fake-llama3:8b", "fake-mistral:7b"],
+            "context_cap": 8192, "context_caps": {}, "answer_tokens": 512, "safety_margin": 64,
+            "retrieval_candidates": 40, "context_tokens": None, "data_dir": data_dir,
+        }  # fmt: skip
+        return Settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def eval_sample_store(eval_settings: Callable[..., Settings], embedder: Any) -> Path:
+    """The shipped sample eval set (`eval/sample/docs`) ingested once, with the shared embedder,
+    into the store of `eval_settings`; eval commands then find it unchanged and only read it."""
+    from ingest.pipeline import ingest
+
+    settings = eval_settings("http://127.0.0.1:9", Path("unused-data"))
+    report = ingest(settings, [EVAL_SAMPLE / "docs"], embedder=embedder)
+    assert report.added == 6 and not report.failed, report.as_json()
+    return settings.qdrant_path
