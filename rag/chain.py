@@ -89,6 +89,7 @@ class Chain:
         self.settings = settings
         self.store = store
         self.gateway = gateway
+        params = params or RetrievalParams(candidates=settings.retrieval_candidates)
         self.retriever = Retriever(store, embedder, params)
         self.calibration = calibration or Calibration(settings.data_dir)
 

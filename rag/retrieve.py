@@ -154,24 +154,27 @@ def build_filter(filters: SearchFilters | None) -> Any:
 
 
 def merge_adjacent(passages: list[Passage]) -> list[Passage]:
-    """Join chunks of one document that touch or overlap; the merged passage keeps the best
-    rank among its parts, so merging never moves a passage down the list."""
+    """Join chunks of one document that touch or overlap. A merged passage takes the place of
+    the earlier of its parts, so merging never moves a passage down the list."""
     merged: list[Passage] = []
-    by_doc: dict[str, list[Passage]] = {}
     for passage in passages:
-        neighbour = _touching(by_doc.get(passage.doc_id, []), passage)
-        if neighbour is None:
-            merged.append(passage)
-            by_doc.setdefault(passage.doc_id, []).append(passage)
-        else:
-            _absorb(neighbour, passage)
-            # the grown passage may now touch another passage of the same document
-            other = _touching([p for p in by_doc[passage.doc_id] if p is not neighbour], neighbour)
-            if other is not None:
-                _absorb(other, neighbour)
-                by_doc[passage.doc_id].remove(neighbour)
-                merged.remove(neighbour)
+        target, placed = passage, False
+        while (neighbour := _touching(_same_doc(merged, target), target)) is not None:
+            if placed:
+                keep, drop = sorted((neighbour, target), key=merged.index)
+                _absorb(keep, drop)
+                merged.remove(drop)
+                target = keep
+            else:
+                _absorb(neighbour, target)
+                target, placed = neighbour, True
+        if not placed:
+            merged.append(target)
     return merged
+
+
+def _same_doc(passages: list[Passage], passage: Passage) -> list[Passage]:
+    return [p for p in passages if p is not passage and p.doc_id == passage.doc_id]
 
 
 def _touching(candidates: list[Passage], passage: Passage) -> Passage | None:

@@ -332,3 +332,24 @@ def test_filters_keep_retrieval_to_a_folder_or_a_document(
     assert {"harbour.md", "harbour-copy.md"} <= sources()
     assert sources("--under", str(second)) == {"harbour-copy.md"}
     assert sources("--doc", str(first / "kitchen.md")) == {"kitchen.md"}
+
+
+def passage(doc: str, index: int, start: int, end: int, text: str) -> Passage:
+    return Passage(doc, f"{doc}.md", f"/{doc}.md", doc, [], None, [index], start, end, text, 1.0)
+
+
+def test_merging_keeps_the_merged_passage_at_its_best_rank() -> None:
+    from rag.retrieve import merge_adjacent
+
+    ranked = [
+        passage("a", 5, 500, 600, "five"),  # rank 1
+        passage("b", 0, 0, 100, "other"),
+        passage("a", 3, 300, 400, "three"),
+        passage("a", 4, 400, 500, "four"),  # touches 3 and 5: all three become one
+    ]
+    merged = merge_adjacent(ranked)
+
+    assert [p.doc_id for p in merged] == ["a", "b"]
+    assert merged[0].chunk_indexes == [3, 4, 5]
+    assert merged[0].text == "three\n\nfour\n\nfive"
+    assert (merged[0].char_start, merged[0].char_end) == (300, 600)
