@@ -301,6 +301,11 @@ class _WriterThread:
         elif kind == "begin":
             self._begin(payload)
         elif kind == "commit":
+            if payload.previous is None:
+                # A new document has only this version's chunks (see `_begin`): the commit
+                # needs no garbage collection, so it is not marked as pending one.
+                writer.commit_document(self.store, replace(payload.record, pending_gc=False))
+                return
             record = replace(payload.record, pending_gc=True)
             writer.commit_document(self.store, record)
             writer.collect_garbage(self.store, record)
@@ -308,12 +313,14 @@ class _WriterThread:
     def _begin(self, pending: _Pending) -> None:
         if pending.previous is None:
             # A placeholder record lets the next run find and clear what a kill leaves behind.
+            # Nothing to discard: a document without a record has no chunks (they are written
+            # only under a record and deleted before it, `finish_pending` cleared what killed
+            # runs left, and the walk yields each file once). Neither this nor the commit
+            # needs a filtered delete, which an embedded store evaluates over every point.
             placeholder = replace(pending.record, doc_hash=writer.REMOVED_HASH, chunk_count=0)
             writer.commit_document(self.store, placeholder)
-            visible = writer.REMOVED_HASH
-        else:
-            visible = pending.previous.doc_hash
-        writer.discard_invisible(self.store, pending.record.doc_id, visible)
+            return
+        writer.discard_invisible(self.store, pending.record.doc_id, pending.previous.doc_hash)
 
 
 def _check_name(path: Path) -> None:

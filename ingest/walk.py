@@ -23,16 +23,22 @@ class FoundFile:
 def find_files(
     roots: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Iterator[FoundFile]:
-    """Supported files under each root (a file root as is), sorted, hidden ones left out."""
+    """Supported files under each root (a file root as is), sorted, hidden ones left out; a
+    file reached from two roots (`docs docs/sub`) once, under the first."""
     suffixes = supported_suffixes()
+    seen: set[Path] = set()
     for root in roots:
         root = root.resolve()
         if root.is_file():
-            yield FoundFile(root, root.parent, root.name)
+            if root not in seen:
+                seen.add(root)
+                yield FoundFile(root, root.parent, root.name)
             continue
         for path in _walk(root):
             rel = path.relative_to(root).as_posix()
-            if path.suffix.lower() in suffixes and _selected(rel, include, exclude):
+            wanted = path.suffix.lower() in suffixes and _selected(rel, include, exclude)
+            if wanted and path not in seen:
+                seen.add(path)
                 yield FoundFile(path, root, rel)
 
 

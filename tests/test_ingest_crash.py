@@ -155,6 +155,9 @@ def test_sigkill_during_first_ingest_then_rerun(tmp_path: Path, embedder: Embedd
     snap = snapshot(settings)
     assert_visible_versions_whole(snap)
     assert len(snap.points) >= 40
+    # The files change before the rerun: what the killed run wrote has other ids and hashes
+    # now, and must still be cleared, not overwritten by chance.
+    write_markdown_corpus(docs, FILES, PARAGRAPHS, tag="v1-edited")
     # 2: while documents are being committed (flips and garbage collection)
     run.kill_when(lambda: sum(bool(r.get("doc_hash")) for r in run.records()) >= 5)
     snap = snapshot(settings)

@@ -114,6 +114,14 @@ def test_a_changed_file_is_replaced_whole_with_deterministic_ids(
     assert {p.id for p in snapshot(fresh).points} == {p.id for p in snap.points}
 
 
+def test_overlapping_roots_ingest_each_file_once(
+    docs: Path, settings: Settings, embedder: Embedder
+) -> None:
+    report = ingest(settings, [docs, docs / "report-000.md", docs], embedder=embedder)
+    assert (report.added, report.chunks_written) == (3, 6)
+    assert_store_consistent(snapshot(settings), abs_paths(docs))
+
+
 def test_changing_the_chunking_settings_reingests_everything(
     docs: Path, settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
@@ -166,6 +174,15 @@ def test_cli_reports_gone_files_and_prunes_them(docs: Path, run_cli: CliRun) -> 
     assert f"gone: {(docs / 'report-000.md').resolve()}" in out and "--prune" in out
     code, out, _ = run_cli(str(docs), "--prune")
     assert code == 0 and "1 removed" in out and "gone:" not in out
+
+
+def test_cli_include_and_exclude_reach_the_walk(docs: Path, run_cli: CliRun) -> None:
+    (docs / "notes.txt").write_text("A text note about seals.", encoding="utf-8")
+    code, out, _ = run_cli(str(docs), "--include", "*.md", "--exclude", "report-001.md")
+    assert code == 0 and "2 files: 2 added" in out
+    code, out, _ = run_cli("--list")
+    assert "report-000.md" in out and "report-002.md" in out
+    assert "report-001.md" not in out and "notes.txt" not in out
 
 
 def test_cli_list_and_delete(docs: Path, tmp_path: Path, run_cli: CliRun) -> None:

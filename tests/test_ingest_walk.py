@@ -85,3 +85,16 @@ def test_a_file_root_is_taken_as_is(tree: Path) -> None:
 def test_a_root_inside_a_hidden_folder_is_still_walked(tree: Path) -> None:
     # Only folders *below* a root are judged hidden; a root the user names is walked.
     assert rels(tree / ".hidden") == ["secret.md"]
+
+
+def test_a_file_reached_from_two_roots_is_found_once(tree: Path) -> None:
+    found = list(find_files([tree, tree / "a", tree / "a" / "one.txt", tree]))
+    assert sorted(f.rel for f in found) == [
+        "a/b/c/deep.pdf",
+        "a/b/notes.html",
+        "a/one.txt",
+        "data/table.csv",
+        "drafts/wip.md",
+        "top.md",
+    ]
+    assert len({f.path for f in found}) == len(found)
