@@ -14,7 +14,15 @@ from dataclasses import asdict
 from typing import Any
 
 from rag.errors import EmbedderMismatchError
-from rag.store import DENSE, SCHEMA_VERSION, SPARSE, TEXT_FIELD, DocRecord, Store
+from rag.store import (
+    DENSE,
+    SCHEMA_VERSION,
+    SPARSE,
+    TEXT_FIELD,
+    DocRecord,
+    Store,
+    use_write_ahead_log,
+)
 
 REMOVED_HASH = ""
 
@@ -59,6 +67,7 @@ def ensure_collections(store: Store, model_name: str, dim: int) -> None:
         _create_payload_indexes(client, store.chunks)
     if not client.collection_exists(store.docs):
         client.create_collection(store.docs, vectors_config={}, **layout)
+    use_write_ahead_log(client)
 
 
 def _create_payload_indexes(client: Any, collection: str) -> None:

@@ -11,6 +11,7 @@ Two collections per knowledge base:
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -71,7 +72,27 @@ def _connect(settings: Settings) -> Any:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantClient(url=settings.qdrant_url, api_key=key, timeout=30)
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(settings.qdrant_path))
+    client = QdrantClient(path=str(settings.qdrant_path))
+    use_write_ahead_log(client)
+    return client
+
+
+def use_write_ahead_log(client: Any) -> None:
+    """Put the embedded store's SQLite files in write-ahead-log mode.
+
+    qdrant-client's embedded mode commits every point as its own transaction; with SQLite's
+    default rollback journal each commit costs several syncs (ingest spent a fifth of its time
+    there, competing with the embedder for the CPU). In WAL mode a commit is one append and
+    one sync, about 3x cheaper, and as durable: each commit is still synced, so the order of
+    writes that makes ingest crash-safe holds across the store's files even on power loss.
+    The mode is a property of the file and stays once set. The connections are private to
+    qdrant-client: if their shape changes, nothing is tuned and everything still works.
+    """
+    local = getattr(client, "_client", None)
+    for collection in dict(getattr(local, "collections", None) or {}).values():
+        connection = getattr(getattr(collection, "storage", None), "storage", None)
+        if isinstance(connection, sqlite3.Connection):
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _is_lock_error(err: Exception) -> bool:
