@@ -14,12 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import KBError
+from rag.errors import KBError, run_reporting_errors
 from rag.retrieve import RetrievalParams
 from rag.settings import Settings, load_settings
 
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
 SAMPLE_SET = Path(__file__).resolve().parent / "sample"
 DATASET_HELP = "an eval set folder: docs/ and qa.jsonl (see eval/README.md)"
 
@@ -42,14 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.run
-    try:
-        return command(args, load_settings())
-    except KBError as err:
-        print(err, file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_reporting_errors(lambda: command(args, load_settings()))
 
 
 def _positive_int(text: str) -> int:
@@ -65,11 +56,17 @@ def _positive_int(text: str) -> int:
 def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     defaults = RetrievalParams()
     parser.add_argument(
-        "--prefetch", type=_positive_int, default=defaults.prefetch, metavar="N",
+        "--prefetch",
+        type=_positive_int,
+        default=defaults.prefetch,
+        metavar="N",
         help=f"candidates each of dense and BM25 hands to the fusion (default {defaults.prefetch})",
     )
     parser.add_argument(
-        "--candidates", type=_positive_int, default=defaults.candidates, metavar="N",
+        "--candidates",
+        type=_positive_int,
+        default=defaults.candidates,
+        metavar="N",
         help=f"fused chunks kept (default {defaults.candidates})",
     )
     parser.add_argument(
@@ -99,9 +96,7 @@ def _add_retrieval_command(subcommands: Any) -> None:
         description="Ingest DIR/docs, then for every question retrieve and pack the passages "
         "exactly as the chain does and check that a gold passage is among them.",
     )
-    retrieval.add_argument(
-        "--dataset", type=Path, required=True, metavar="DIR", help=DATASET_HELP
-    )
+    retrieval.add_argument("--dataset", type=Path, required=True, metavar="DIR", help=DATASET_HELP)
     retrieval.add_argument("--limit", type=_positive_int, metavar="N", help="first N questions")
     retrieval.add_argument(
         "--budget", action="append", metavar="TOKENS",
@@ -140,9 +135,7 @@ def _add_answers_command(subcommands: Any) -> None:
         description="Ingest DIR/docs, ask every question through the chain for each model, "
         "and write results.jsonl, summary.csv, report.md and charts into the output folder.",
     )
-    answers.add_argument(
-        "--dataset", type=Path, required=True, metavar="DIR", help=DATASET_HELP
-    )
+    answers.add_argument("--dataset", type=Path, required=True, metavar="DIR", help=DATASET_HELP)
     answers.add_argument(
         "--models", required=True, metavar="A,B", help="Ollama models, comma separated"
     )

@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import KBError
+from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestReport
 
 EXIT_FAILED_FILES = 1
-EXIT_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,22 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        if args.list:
-            return list_documents(settings)
-        if args.delete:
-            return delete_document(settings, args.delete)
-        if not args.paths:
-            print("Give at least one folder or file to ingest (or --list).", file=sys.stderr)
-            return EXIT_ERROR
-        return run_ingest(settings, args)
-    except KBError as err:
-        print(err, file=sys.stderr)
+    return run_reporting_errors(
+        lambda: run_command(args, load_settings()),
+        interrupted="Interrupted; finished documents are kept, run again to finish.",
+    )
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.list:
+        return list_documents(settings)
+    if args.delete:
+        return delete_document(settings, args.delete)
+    if not args.paths:
+        print("Give at least one folder or file to ingest (or --list).", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("Interrupted; finished documents are kept, run again to finish.", file=sys.stderr)
-        return 130
+    return run_ingest(settings, args)
 
 
 def run_ingest(settings: Settings, args: argparse.Namespace) -> int:

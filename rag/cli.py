@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.errors import KBError
+from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.models import (
     ModelFacts,
     canonical_model_name,
@@ -27,9 +27,6 @@ from rag.ollama_client import OllamaGateway
 from rag.retrieve import SearchFilters
 from rag.settings import Settings, load_settings
 from rag.store import doc_id_for
-
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -92,14 +89,7 @@ def _add_models_command(subcommands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.run
-    try:
-        return command(args, load_settings())
-    except KBError as err:
-        print(err, file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_reporting_errors(lambda: command(args, load_settings()))
 
 
 # -- ask --

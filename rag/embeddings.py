@@ -80,7 +80,10 @@ class Embedder:
         return self.model.tokenizer
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        encoded = self.tokenizer(
+            text, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
+        )
+        return len(encoded["input_ids"])
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of `text`, for cutting chunks by tokens."""

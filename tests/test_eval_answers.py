@@ -120,9 +120,7 @@ def test_report_md_shows_the_figures_and_links_the_charts(baseline: Path) -> Non
     for model in MODELS:
         assert f"`{model}`" in report
     f1_row = next(line for line in report.splitlines() if line.startswith("| F1 |"))
-    assert f1_row == "| F1 | " + " | ".join(
-        f"{float(written[m]['f1']):.3f}" for m in MODELS
-    ) + " |"
+    assert f1_row == "| F1 | " + " | ".join(f"{float(written[m]['f1']):.3f}" for m in MODELS) + " |"
     assert "(quality_vs_latency.png)" in report and "(metrics.png)" in report
     meta = json.loads((baseline / "run.json").read_text(encoding="utf-8"))
     assert meta["models"] == MODELS and meta["skipped"] == [] and meta["finished_at"]

@@ -64,9 +64,7 @@ def test_a_model_that_writes_malformed_json_gives_one_sentence_and_no_set(
     settings: Settings, embedder: Any, tmp_path: Path
 ) -> None:
     with pytest.raises(KBError, match="wrote no usable question"):
-        generate_eval_set(
-            settings, DOCS, "fake-broken:1b", 3, tmp_path / "set", embedder=embedder
-        )
+        generate_eval_set(settings, DOCS, "fake-broken:1b", 3, tmp_path / "set", embedder=embedder)
     assert not (tmp_path / "set").exists()
 
 

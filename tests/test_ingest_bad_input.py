@@ -19,7 +19,6 @@ from tests.ingest_fixtures import (
     assert_store_consistent,
     cli_runner,
     make_settings,
-    shared_embedder,
     snapshot,
     subprocess_env,
     write_pdf,
@@ -29,16 +28,11 @@ MAX_FILE_MB = 0.2  # 200 KiB: every good file is below it, huge.txt above
 REPORT_KEYS = {"added", "updated", "unchanged", "removed", "failed", "chunks_written", "seconds"}
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
-
-
 GOOD = {
     "plain.md": "# Plain\n\nA perfectly ordinary document about tides.\n",
     "with space.txt": "Spaces in the name are fine. The text mentions kelp.",
     "accentué café.md": "# Café\n\nAccents in the name are fine. The text mentions crème.",
-    "quote's \"double\".txt": "Quotes in the name are fine. The text mentions otters.",
+    'quote\'s "double".txt': "Quotes in the name are fine. The text mentions otters.",
     "sub dir/ünïcode — dash.html": "<html><body><p>Unicode folders are fine.</p></body></html>",
 }
 

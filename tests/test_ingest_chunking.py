@@ -21,12 +21,7 @@ from ingest.pipeline import ingest
 from ingest.readers import ParsedDocument, Section
 from rag.embeddings import Embedder
 from rag.store import open_store
-from tests.ingest_fixtures import make_settings, shared_embedder
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
+from tests.ingest_fixtures import make_settings
 
 
 def chunk(embedder: Embedder, document: ParsedDocument, size: int, overlap: int) -> list[Chunk]:

@@ -13,15 +13,9 @@ from tests.ingest_fixtures import (
     PYTHON,
     CliRun,
     cli_runner,
-    shared_embedder,
     subprocess_env,
     write_markdown_corpus,
 )
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
 
 
 def run_ingest(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -68,9 +62,7 @@ def test_a_store_held_by_another_process_exits_2_with_one_sentence(tmp_path: Pat
         ({"KB_MAX_FILE_MB": "-1"}, "KB_MAX_FILE_MB"),
     ],
 )
-def test_a_wrong_setting_exits_2_naming_it(
-    tmp_path: Path, env: dict[str, str], named: str
-) -> None:
+def test_a_wrong_setting_exits_2_naming_it(tmp_path: Path, env: dict[str, str], named: str) -> None:
     docs = tmp_path / "docs"
     write_markdown_corpus(docs, count=1, paragraphs=1)
     done = run_ingest(tmp_path, str(docs), **env)

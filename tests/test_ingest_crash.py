@@ -34,7 +34,6 @@ from tests.ingest_fixtures import (
     assert_store_consistent,
     assert_visible_versions_whole,
     make_settings,
-    shared_embedder,
     snapshot,
     subprocess_env,
     write_markdown_corpus,
@@ -46,11 +45,6 @@ CHUNK_SIZE = 32  # small chunks: many points and quick embedding
 CHUNK_OVERLAP = 4
 FILES = 30
 PARAGRAPHS = 8
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
 
 
 class IngestProcess:

@@ -21,14 +21,8 @@ from tests.ingest_fixtures import (
     StoreSnapshot,
     build_corpus,
     make_settings,
-    shared_embedder,
     snapshot,
 )
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
 
 
 @dataclass

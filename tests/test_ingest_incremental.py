@@ -19,15 +19,9 @@ from tests.ingest_fixtures import (
     assert_store_consistent,
     cli_runner,
     make_settings,
-    shared_embedder,
     snapshot,
     write_markdown_corpus,
 )
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
 
 
 @pytest.fixture

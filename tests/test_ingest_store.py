@@ -18,14 +18,8 @@ from tests.ingest_fixtures import (
     NoModelEmbedder,
     assert_store_consistent,
     make_settings,
-    shared_embedder,
     snapshot,
 )
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return shared_embedder()
 
 
 def write_doc(path: Path, version: str, paragraphs: int = 3) -> Path:
