@@ -1,10 +1,13 @@
 """The deployment files agree with the settings the app reads, and keep the stack private.
 
-compose.yaml (one machine), compose.cluster.yaml (past one machine) and compose.gpu.yaml (an
-override) are read as YAML and checked against `rag.settings.Settings`: every variable the kb
-containers get is a real setting with a valid value, every URL names a service of the same file
-on a port that service exposes, and so on. When Debian's `docker-compose` is on PATH the files
-are also validated by it (`config -q`).
+compose.yaml (one machine), compose.cluster.yaml (past one machine) and the overrides
+compose.gpu.yaml and compose.apikey.yaml are read as YAML and checked against
+`rag.settings.Settings`: every variable the kb containers get is a real setting with a valid
+value, every URL names a service of the same file on a port that service exposes, and so on.
+compose.yaml needs no variable at all (a clean clone's `docker compose up`) and runs Qdrant
+without an API key; compose.apikey.yaml and compose.cluster.yaml require the key and give the
+same one to Qdrant and to every service that talks to it. When Debian's `docker-compose` is on
+PATH the files are also validated by it (`config -q`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from rag.settings import UPSTREAM_NAMES, Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("compose.yaml", "compose.cluster.yaml")
-OVERRIDES = ("compose.gpu.yaml",)
-TEST_ENV = {"QDRANT_API_KEY": "test-key"}  # the one variable without a default
+OVERRIDES = ("compose.gpu.yaml", "compose.apikey.yaml")
+# The file sets that run Qdrant with an API key, and every set the kb services run under.
+KEYED = (("compose.cluster.yaml",), ("compose.yaml", "compose.apikey.yaml"))
+FILE_SETS = (("compose.yaml",), *KEYED)
+TEST_ENV = {"QDRANT_API_KEY": "test-key"}  # the one variable without a default (keyed sets)
 BIND = "${KB_BIND:-127.0.0.1}"
 
 # Which image serves the thing a URL setting points at, and on which container port.
@@ -97,6 +103,37 @@ def load(name: str, env: Mapping[str, str] = TEST_ENV) -> dict[str, Any]:
     return resolve(load_raw(name), env)
 
 
+def merge(base: Any, override: Any) -> Any:
+    """Compose's merge of an override into a file, for mappings (all these overrides set)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def load_set_raw(files: tuple[str, ...]) -> dict[str, Any]:
+    """`docker compose -f files[0] -f files[1] ...`, variables not yet replaced."""
+    merged: dict[str, Any] = {}
+    for name in files:
+        merged = merge(merged, load_raw(name))
+    return merged
+
+
+def load_set(files: tuple[str, ...], env: Mapping[str, str] = TEST_ENV) -> dict[str, Any]:
+    return resolve(load_set_raw(files), env)
+
+
+def set_id(files: tuple[str, ...]) -> str:
+    return "+".join(files)
+
+
+def qdrant_clients(services: dict[str, Any]) -> set[str]:
+    """The services that talk to Qdrant: those given a QDRANT_URL."""
+    return {name for name, s in services.items() if "QDRANT_URL" in environment(s)}
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
@@ -142,9 +179,13 @@ def volume_mounts(service: dict[str, Any]) -> Iterator[tuple[str, bool]]:
             yield parts[0], len(parts) > 2 and "ro" in parts[2].split(",")
 
 
+def _env_example_text() -> str:
+    return (ROOT / ".env.example").read_text(encoding="utf-8")
+
+
 def env_example() -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+    for line in _env_example_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")
@@ -164,22 +205,28 @@ def clean_settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # -- the app's environment is the app's settings --
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_kb_services_set_only_real_settings(stack: str, clean_settings_env: None) -> None:
-    services = load(stack)["services"]
+@pytest.mark.parametrize("files", FILE_SETS, ids=set_id)
+def test_kb_services_set_only_real_settings(
+    files: tuple[str, ...], clean_settings_env: None
+) -> None:
+    stack = set_id(files)
+    services = load_set(files)["services"]
     kb_services = {name: s for name, s in services.items() if is_kb_service(s)}
     assert {"app", "ingest"} <= set(kb_services)
     for name, service in kb_services.items():
         env = environment(service)
         unknown = sorted(set(env) - set(SETTING_ENV))
         assert not unknown, f"{stack}: {name} sets {unknown}, which no Settings field reads"
-        for upstream in ("QDRANT_URL", "QDRANT_API_KEY", "OLLAMA_HOST"):
+        for upstream in ("QDRANT_URL", "OLLAMA_HOST"):
             assert upstream in env, f"{stack}: {name} must set {upstream}"
         # The values the stack gives by default are valid settings.
         settings = Settings(**{SETTING_ENV[key]: value for key, value in env.items()})
         assert settings.uses_server
-        assert settings.qdrant_api_key is not None
-        assert settings.qdrant_api_key.get_secret_value() == TEST_ENV["QDRANT_API_KEY"]
+        if files in KEYED:
+            assert settings.qdrant_api_key is not None, f"{stack}: {name} gets no key"
+            assert settings.qdrant_api_key.get_secret_value() == TEST_ENV["QDRANT_API_KEY"]
+        else:  # Qdrant runs without a key: the app must not send one
+            assert settings.qdrant_api_key is None, f"{stack}: {name} gets a key"
         assert settings.model in settings.models
 
 
@@ -188,7 +235,6 @@ def test_app_gets_models_and_password_from_the_environment(stack: str) -> None:
     raw_env = environment(load_raw(stack)["services"]["app"])
     assert raw_env["KB_MODELS"].startswith("${KB_MODELS")
     assert raw_env["KB_APP_PASSWORD"].startswith("${KB_APP_PASSWORD")
-    assert raw_env["QDRANT_API_KEY"].startswith("${QDRANT_API_KEY")
     resolved = environment(load(stack, {**TEST_ENV, "KB_APP_PASSWORD": "pw"})["services"]["app"])
     assert resolved["KB_APP_PASSWORD"] == "pw"
 
@@ -263,9 +309,10 @@ def test_volumes_are_named(stack: str) -> None:
     assert "/root/.ollama" in storage["ollama/ollama"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_long_running_services_have_healthchecks(stack: str) -> None:
-    services = load(stack)["services"]
+@pytest.mark.parametrize("files", FILE_SETS, ids=set_id)
+def test_long_running_services_have_healthchecks(files: tuple[str, ...]) -> None:
+    stack = set_id(files)
+    services = load_set(files)["services"]
     for name, service in services.items():
         if is_one_shot(service):
             continue
@@ -273,10 +320,13 @@ def test_long_running_services_have_healthchecks(stack: str) -> None:
         assert check.get("test") and not check.get("disable"), f"{stack}: {name} has no check"
         assert check["test"][0] in ("CMD", "CMD-SHELL"), f"{stack}: {name}"
     qdrant = [s for s in services.values() if image_repo(s) == "qdrant/qdrant"]
+    assert qdrant
     for service in qdrant:  # the image has no curl: the check must not need it
         command = " ".join(service["healthcheck"]["test"])
         assert "curl" not in command and "wget" not in command
         assert "/dev/tcp/127.0.0.1/6333" in command and "/readyz" in command
+        # /readyz answers without the API key: the same check works with the key on or off.
+        assert "api-key" not in command.lower() and "QDRANT_API_KEY" not in command
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -317,18 +367,65 @@ def test_models_are_pulled_once_on_every_ollama_host(stack: str) -> None:
     assert "ollama pull" in script and "KB_MODELS" in script
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_telemetry_off_and_qdrant_key_set(stack: str) -> None:
-    raw = load_raw(stack)["services"]
-    services = load(stack)["services"]
+@pytest.mark.parametrize("files", FILE_SETS, ids=set_id)
+def test_telemetry_off(files: tuple[str, ...]) -> None:
+    services = load_set(files)["services"]
     qdrant = [n for n, s in services.items() if image_repo(s) == "qdrant/qdrant"]
     assert qdrant
     for name in qdrant:
         assert environment(services[name])["QDRANT__TELEMETRY_DISABLED"] == "true"
-        assert environment(raw[name])["QDRANT__SERVICE__API_KEY"].startswith("${QDRANT_API_KEY")
-    # compose refuses to start without a key rather than run Qdrant open.
-    with pytest.raises(MissingVariableError):
-        load(stack, {})
+
+
+def test_compose_yaml_needs_no_variable_and_runs_qdrant_without_a_key() -> None:
+    """A clean clone's `docker compose up` needs no .env: every variable has a default."""
+    raw = load_raw("compose.yaml")
+    required = sorted({name for name, op, _ in variables(raw) if op not in (":-", "-")})
+    assert not required, f"compose.yaml needs {required} set"
+    services = load("compose.yaml", {})["services"]  # no variable set at all
+    for name, service in services.items():
+        env = environment(service)
+        # Qdrant takes QDRANT__SERVICE__API_KEY="" as an empty key, not as no key.
+        assert "QDRANT__SERVICE__API_KEY" not in env, f"compose.yaml: {name} sets a Qdrant key"
+        assert "QDRANT_API_KEY" not in env, f"compose.yaml: {name} sends a Qdrant key"
+    assert qdrant_clients(services) >= {"app", "ingest"}
+
+
+@pytest.mark.parametrize("files", KEYED, ids=set_id)
+def test_keyed_sets_give_one_key_to_qdrant_and_its_clients(files: tuple[str, ...]) -> None:
+    stack = set_id(files)
+    # compose refuses to start without a key (unset or empty) rather than run Qdrant open.
+    for env in ({}, {"QDRANT_API_KEY": ""}):
+        with pytest.raises(MissingVariableError, match="QDRANT_API_KEY"):
+            load_set(files, env)
+    services = load_set(files)["services"]
+    qdrant = [n for n, s in services.items() if image_repo(s) == "qdrant/qdrant"]
+    assert qdrant
+    # Each of them is required on its own: none takes a default (an empty key is still a key).
+    raw = load_set_raw(files)["services"]
+    for name in [*qdrant, *qdrant_clients(services)]:
+        values = [v for k, v in environment(raw[name]).items() if "API_KEY" in k]
+        assert values, f"{stack}: {name} gets no key"
+        for value in values:
+            assert value.startswith("${QDRANT_API_KEY:?"), f"{stack}: {name} key {value}"
+    key = TEST_ENV["QDRANT_API_KEY"]
+    for name in qdrant:
+        assert environment(services[name]).get("QDRANT__SERVICE__API_KEY") == key, (stack, name)
+    clients = qdrant_clients(services)
+    assert clients >= {"app", "ingest"}
+    for name in clients:
+        assert environment(services[name]).get("QDRANT_API_KEY") == key, f"{stack}: {name}"
+
+
+def test_apikey_override_adds_only_the_key() -> None:
+    """compose.apikey.yaml changes nothing of compose.yaml but the key (ports, checks, ...)."""
+    override = load("compose.apikey.yaml")["services"]
+    base = load("compose.yaml")["services"]
+    qdrant = {n for n, s in base.items() if image_repo(s) == "qdrant/qdrant"}
+    assert set(override) == qdrant | qdrant_clients(base)
+    for name, service in override.items():
+        assert set(service) == {"environment"}, f"compose.apikey.yaml: {name} sets {set(service)}"
+        wanted = {"QDRANT__SERVICE__API_KEY"} if name in qdrant else {"QDRANT_API_KEY"}
+        assert set(environment(service)) == wanted, f"compose.apikey.yaml: {name}"
 
 
 @pytest.mark.parametrize("stack", [*STACKS, *OVERRIDES])
@@ -372,7 +469,10 @@ def test_env_example_lists_every_variable_with_its_default() -> None:
         if defaults:
             assert example[name] == next(iter(defaults)), f".env.example {name}"
     assert example["QDRANT_API_KEY"] == "", ".env.example must not ship a Qdrant key"
-    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    # The commented COMPOSE_FILE line turns the key on with plain `docker compose`.
+    text = _env_example_text()
+    compose_file = re.findall(r"^# COMPOSE_FILE=(\S+)$", text, re.M)
+    assert compose_file == ["compose.yaml:compose.apikey.yaml"], compose_file
     for name in example:  # each variable is explained by the comment right above it
         assert re.search(rf"#[^\n]*\n{name}=", text), f".env.example: {name} has no comment"
 
@@ -481,21 +581,32 @@ def test_streamlit_config_is_private_and_matches_settings() -> None:
 # -- docker-compose's own validation --
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
+needs_docker_compose = pytest.mark.skipif(
+    DOCKER_COMPOSE is None, reason="docker-compose is not installed"
+)
 
 
-def _compose_config(files: tuple[str, ...], env: Mapping[str, str], tmp_path: Path) -> Any:
-    empty_env_file = tmp_path / "empty.env"
-    empty_env_file.write_text("", encoding="utf-8")
+def _compose(
+    files: tuple[str, ...],
+    env: Mapping[str, str],
+    tmp_path: Path,
+    *command: str,
+    env_file_text: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """docker-compose with the given files, an env file with `env_file_text` (empty by default:
+    not a developer's .env), and none of the shell's KB_/QDRANT_/OLLAMA_/COMPOSE_ variables."""
+    env_file = tmp_path / "test.env"
+    env_file.write_text(env_file_text, encoding="utf-8")
     base = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("KB_", "QDRANT_", "OLLAMA_", "COMPOSE_"))
     }
-    args = [str(DOCKER_COMPOSE), "--env-file", str(empty_env_file)]
+    args = [str(DOCKER_COMPOSE), "--env-file", str(env_file)]
     for name in files:
         args += ["-f", str(ROOT / name)]
     return subprocess.run(
-        [*args, "config", "-q"],
+        [*args, *command],
         cwd=ROOT,
         env={**base, **env},
         capture_output=True,
@@ -505,12 +616,48 @@ def _compose_config(files: tuple[str, ...], env: Mapping[str, str], tmp_path: Pa
     )
 
 
-@pytest.mark.skipif(DOCKER_COMPOSE is None, reason="docker-compose is not installed")
-@pytest.mark.parametrize(
-    "files", [("compose.yaml",), ("compose.cluster.yaml",), ("compose.yaml", "compose.gpu.yaml")]
-)
-def test_docker_compose_accepts_the_files(files: tuple[str, ...], tmp_path: Path) -> None:
-    done = _compose_config(files, TEST_ENV, tmp_path)
+def _compose_services(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
-    refused = _compose_config(files, {}, tmp_path)
-    assert refused.returncode != 0 and "QDRANT_API_KEY" in refused.stderr, refused.stderr
+    config = yaml.safe_load(done.stdout)
+    return {name: environment(service) for name, service in config["services"].items()}
+
+
+@needs_docker_compose
+@pytest.mark.parametrize("files", [*FILE_SETS, ("compose.yaml", "compose.gpu.yaml")], ids=set_id)
+def test_docker_compose_accepts_the_files(files: tuple[str, ...], tmp_path: Path) -> None:
+    done = _compose(files, TEST_ENV, tmp_path, "config", "-q")
+    assert done.returncode == 0, done.stderr
+    without_key = _compose(files, {}, tmp_path, "config", "-q")
+    if files in KEYED:
+        assert without_key.returncode != 0, f"{set_id(files)} starts without a Qdrant key"
+        assert "QDRANT_API_KEY" in without_key.stderr, without_key.stderr
+    else:  # compose.yaml: an empty env file and no QDRANT_API_KEY are enough
+        assert without_key.returncode == 0, without_key.stderr
+
+
+@needs_docker_compose
+def test_docker_compose_gives_qdrant_and_its_clients_the_same_key(tmp_path: Path) -> None:
+    key = TEST_ENV["QDRANT_API_KEY"]
+    keyed = _compose_services(
+        _compose(("compose.yaml", "compose.apikey.yaml"), TEST_ENV, tmp_path, "config")
+    )
+    assert keyed["qdrant"].get("QDRANT__SERVICE__API_KEY") == key
+    assert keyed["app"].get("QDRANT_API_KEY") == key
+    assert keyed["ingest"].get("QDRANT_API_KEY") == key
+    # compose.yaml alone ignores a QDRANT_API_KEY set in the environment: no half-on key.
+    plain = _compose_services(_compose(("compose.yaml",), TEST_ENV, tmp_path, "config"))
+    for name, env in plain.items():
+        assert "QDRANT__SERVICE__API_KEY" not in env and "QDRANT_API_KEY" not in env, name
+
+
+@needs_docker_compose
+def test_env_example_compose_file_line_turns_the_key_on(tmp_path: Path) -> None:
+    """The commented COMPOSE_FILE line of .env.example, uncommented, is all `.env` needs."""
+    line = next(
+        row[2:] for row in _env_example_text().splitlines() if row.startswith("# COMPOSE_FILE=")
+    )
+    env_file_text = f"{line}\nQDRANT_API_KEY=from-env-file\n"
+    services = _compose_services(_compose((), {}, tmp_path, "config", env_file_text=env_file_text))
+    assert services["qdrant"].get("QDRANT__SERVICE__API_KEY") == "from-env-file"
+    assert services["app"].get("QDRANT_API_KEY") == "from-env-file"
+    assert services["ingest"].get("QDRANT_API_KEY") == "from-env-file"
