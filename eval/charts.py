@@ -8,43 +8,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.report import ModelFigures
+from eval.report import Column, ModelFigures, answer_columns
 
 SCATTER_FILE = "quality_vs_latency.png"
 BARS_FILE = "metrics.png"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
-@dataclass(frozen=True)
-class Metric:
-    title: str
-    key: str
-    kind: str  # "share" (0-1), "seconds", "number", "score" (1-5)
-
-
-QUALITY = (
-    Metric("Exact match", "exact_match", "share"),
-    Metric("Token F1", "f1", "share"),
-    Metric("Contains the answer", "contains", "share"),
-    Metric("Citation precision", "citation_precision", "share"),
-    Metric("Refusal accuracy", "refusal_accuracy", "share"),
-    Metric("Retrieval hit rate", "retrieval_hit_rate", "share"),
-)
-SPEED = (
-    Metric("Latency p50 (s)", "latency_p50_s", "seconds"),
-    Metric("Latency p95 (s)", "latency_p95_s", "seconds"),
-    Metric("Time to first token, mean (s)", "mean_ttft_s", "seconds"),
-    Metric("Tokens per second", "tokens_per_s", "number"),
-    Metric("Prompt tokens (mean)", "mean_prompt_tokens", "number"),
-)
-JUDGE = (
-    Metric("Judge: correctness (1-5)", "judge_correctness", "score"),
-    Metric("Judge: faithfulness (1-5)", "judge_faithfulness", "score"),
-)
 
 
 def write_charts(folder: Path, figures: dict[str, ModelFigures], judged: bool) -> list[Path]:
@@ -53,7 +24,7 @@ def write_charts(folder: Path, figures: dict[str, ModelFigures], judged: bool) -
         return []
     rows = {model: f.row() for model, f in figures.items()}
     colours = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(rows)}
-    metrics = QUALITY + SPEED + (JUDGE if judged else ())
+    metrics = [column for column in answer_columns(judged) if column.title]
     return [
         _save(quality_vs_latency(rows, colours), folder / SCATTER_FILE),
         _save(metric_bars(rows, colours, metrics), folder / BARS_FILE),
@@ -103,7 +74,7 @@ def quality_vs_latency(rows: dict[str, dict[str, Any]], colours: dict[str, str])
 
 
 def metric_bars(
-    rows: dict[str, dict[str, Any]], colours: dict[str, str], metrics: Sequence[Metric]
+    rows: dict[str, dict[str, Any]], colours: dict[str, str], metrics: Sequence[Column]
 ) -> Any:
     from matplotlib.figure import Figure
 
@@ -121,7 +92,7 @@ def metric_bars(
 
 
 def _bars(
-    ax: Any, rows: dict[str, dict[str, Any]], colours: dict[str, str], metric: Metric
+    ax: Any, rows: dict[str, dict[str, Any]], colours: dict[str, str], metric: Column
 ) -> None:
     models = list(rows)
     values = [rows[m][metric.key] for m in models]

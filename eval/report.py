@@ -127,31 +127,34 @@ def write_summary_csv(path: Path, figures: dict[str, ModelFigures]) -> None:
 
 @dataclass(frozen=True)
 class Column:
+    """One figure of a model: its short table header, and its chart title when it is charted."""
+
     header: str
     key: str
-    kind: str  # "share", "seconds", "number", "count"
+    kind: str  # "share" (0-1), "seconds", "number", "count", "score" (1-5)
+    title: str | None = None
 
 
 ANSWER_COLUMNS = (
-    Column("EM", "exact_match", "share"),
-    Column("F1", "f1", "share"),
-    Column("contains", "contains", "share"),
-    Column("cite prec", "citation_precision", "share"),
+    Column("EM", "exact_match", "share", "Exact match"),
+    Column("F1", "f1", "share", "Token F1"),
+    Column("contains", "contains", "share", "Contains the answer"),
+    Column("cite prec", "citation_precision", "share", "Citation precision"),
     Column("uncited", "uncited_answers", "count"),
-    Column("refusal acc", "refusal_accuracy", "share"),
-    Column("hit rate", "retrieval_hit_rate", "share"),
-    Column("p50 s", "latency_p50_s", "seconds"),
-    Column("p95 s", "latency_p95_s", "seconds"),
-    Column("TTFT s", "mean_ttft_s", "seconds"),
-    Column("tok/s", "tokens_per_s", "number"),
-    Column("prompt tok", "mean_prompt_tokens", "number"),
+    Column("refusal acc", "refusal_accuracy", "share", "Refusal accuracy"),
+    Column("hit rate", "retrieval_hit_rate", "share", "Retrieval hit rate"),
+    Column("p50 s", "latency_p50_s", "seconds", "Latency p50 (s)"),
+    Column("p95 s", "latency_p95_s", "seconds", "Latency p95 (s)"),
+    Column("TTFT s", "mean_ttft_s", "seconds", "Time to first token, mean (s)"),
+    Column("tok/s", "tokens_per_s", "number", "Tokens per second"),
+    Column("prompt tok", "mean_prompt_tokens", "number", "Prompt tokens (mean)"),
     Column("truncated", "truncated", "count"),
     Column("prompt cut", "prompt_cut", "count"),
     Column("errors", "errors", "count"),
 )
 JUDGE_COLUMNS = (
-    Column("judge correct", "judge_correctness", "number"),
-    Column("judge faithful", "judge_faithfulness", "number"),
+    Column("judge correct", "judge_correctness", "score", "Judge: correctness (1-5)"),
+    Column("judge faithful", "judge_faithfulness", "score", "Judge: faithfulness (1-5)"),
     Column("unscored", "judge_unscored", "count"),
 )
 
@@ -163,7 +166,7 @@ def shown(value: Any, kind: str) -> str:
         return f"{value:.3f}"
     if kind == "seconds":
         return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-    if kind == "number":
+    if kind in ("number", "score"):
         return f"{value:,.1f}"
     return f"{value:,}"
 
