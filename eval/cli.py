@@ -109,12 +109,13 @@ def _add_retrieval_command(subcommands: Any) -> None:
 
 
 def run_retrieval(args: argparse.Namespace, settings: Settings) -> int:
-    from eval.progress import Bar, IngestBar
+    from eval.progress import Bar
     from eval.report import print_retrieval_table
     from eval.retrieval import evaluate_retrieval, parse_budgets, reports_json
+    from ingest.progress import IngestProgress
 
     budgets = parse_budgets(args.budget, settings)
-    with IngestBar() as ingest_bar, Bar("retrieval") as bar:
+    with IngestProgress() as ingest_bar, Bar("retrieval") as bar:
         reports = evaluate_retrieval(
             settings, args.dataset, budgets, args.limit, params=_params(args),
             whole_store=args.whole_store, on_progress=bar, on_ingest=ingest_bar,
@@ -160,13 +161,14 @@ def _model_list(text: str) -> list[str]:
 
 def run_answers_command(args: argparse.Namespace, settings: Settings) -> int:
     from eval.answers import run_answers
-    from eval.progress import Bar, IngestBar
+    from eval.progress import Bar
     from eval.report import load_run, print_answers_table
+    from ingest.progress import IngestProgress
 
     def notify(message: str) -> None:
         print(message, file=sys.stderr)
 
-    with IngestBar() as ingest_bar, Bar("answers") as bar:
+    with IngestProgress() as ingest_bar, Bar("answers") as bar:
         out = run_answers(
             settings, args.dataset, _model_list(args.models), limit=args.limit,
             judge=args.judge, out=args.out, params=_params(args),
@@ -199,9 +201,10 @@ def _add_generate_command(subcommands: Any) -> None:
 
 def run_generate(args: argparse.Namespace, settings: Settings) -> int:
     from eval.generate import generate_eval_set
-    from eval.progress import Bar, IngestBar
+    from eval.progress import Bar
+    from ingest.progress import IngestProgress
 
-    with IngestBar() as ingest_bar, Bar("generate", unit="chunk") as bar:
+    with IngestProgress() as ingest_bar, Bar("generate", unit="chunk") as bar:
         outcome = generate_eval_set(
             settings, args.docs, args.model, args.n, args.out, seed=args.seed,
             on_progress=bar, on_ingest=ingest_bar,
@@ -239,12 +242,12 @@ def _add_bench_command(subcommands: Any) -> None:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from eval.bench import format_bench, run_bench_all
-    from eval.progress import IngestBar
+    from ingest.progress import IngestProgress
 
     def notify(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    with IngestBar() as ingest_bar:
+    with IngestProgress() as ingest_bar:
         results = run_bench_all(
             settings, args.dataset, large_chunks=args.chunks, questions=args.questions,
             notify=notify, on_ingest=ingest_bar,

@@ -1,8 +1,8 @@
 """Progress bars for the command line: tqdm on stderr when it is a terminal, else nothing.
 
-The library functions of `eval/` take plain callbacks (`on_progress(done, total)`, the ingest
-hook `(file, files_done, chunks)`); these classes are such callbacks, so the app can pass its
-own instead.
+The library functions of `eval/` take plain callbacks (`on_progress(done, total)`, and the
+ingest hook `(file, files_done, chunks)`, for which the commands use `ingest.progress`); these
+are such callbacks, so the app can pass its own instead.
 """
 
 from __future__ import annotations
@@ -53,21 +53,3 @@ class Bar:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-class IngestBar(Bar):
-    """The ingest hook `(file shown, files done, chunks written)` as a bar without a total."""
-
-    def __init__(self, enabled: bool | None = None) -> None:
-        super().__init__("ingest", unit="file", enabled=enabled)
-
-    def __call__(self, shown: str, files_done: int, chunks: int) -> None:  # type: ignore[override]
-        if not self.enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(desc=self.desc, unit=self.unit, dynamic_ncols=True)
-        self._bar.n = files_done
-        self._bar.set_postfix(chunks=chunks, refresh=False)
-        self._bar.refresh()

@@ -6,11 +6,11 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.progress import IngestProgress
 from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.settings import Settings, load_settings
 
@@ -77,7 +77,7 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
         print(f"No such file or folder: {', '.join(missing)}.", file=sys.stderr)
         return EXIT_ERROR
     _quiet_libraries()
-    with _progress_bar(enabled=sys.stderr.isatty() and not args.quiet) as on_progress:
+    with IngestProgress(enabled=sys.stderr.isatty() and not args.quiet) as on_progress:
         report = ingest(
             settings, args.paths, args.include, args.exclude, args.prune, on_progress=on_progress
         )
@@ -120,32 +120,6 @@ def _summary(report: IngestReport) -> str:
         f"{r.removed} removed, {len(r.failed)} failed; {r.chunks_written} chunks written "
         f"in {r.seconds:.1f} s ({rate:.1f} chunks/s)."
     )
-
-
-class _progress_bar:
-    """A tqdm bar over files with chunks and chunks/s; nothing when not on a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.started = time.perf_counter()
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return self.update if self.enabled else None
-
-    def update(self, shown: str, files_done: int, chunks: int) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(unit="file", desc="ingest", dynamic_ncols=True)
-        self.bar.n = files_done
-        elapsed = time.perf_counter() - self.started
-        self.bar.set_postfix(chunks=chunks, chunks_per_s=f"{chunks / elapsed:.1f}", refresh=False)
-        self.bar.refresh()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def list_documents(settings: Settings) -> int:
