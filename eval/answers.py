@@ -1,14 +1,20 @@
 """Every question through the full chain (`Chain.ask`), once per model, scored and written out.
 
-`run_answers(settings, dataset, models, ...)` is what `python -m eval answers` and the app's
-Evaluation page call. It
-1. checks each model on Ollama: one that is not pulled is reported in one sentence and skipped;
+`run_answers(services, dataset, models, ...)` is what `python -m eval answers` and the app's
+Evaluation page call, each with the `Services` it built. It
+1. finds each model on the configured servers through the hub (`services.models`): a model id
+   `name@server`, or a bare name that goes to the first server listing it; one that no server
+   has is reported in one sentence naming the servers and skipped;
 2. ingests the eval set's `docs/` (cheap when unchanged, see `eval/corpus.py`);
 3. asks every question of every available model through `Chain.ask`, restricted to the eval
    set's documents, scores it with `eval.metrics.score_question` and, with a judge, has the
-   judge grade it (`eval/judge.py`); each record is appended to `results.jsonl` at once;
+   judge grade it (`eval/judge.py`); each record is appended to `results.jsonl` at once, under
+   the model's id;
 4. reads `results.jsonl` back and writes `summary.csv`, `report.md` and the charts from it
    (`eval/report.py`, `eval/charts.py`), so every figure traces to per-question records.
+
+Runs written before models had ids (bare names, Ollama's `num_ctx`/`done_reason` keys) still
+load and report: the report reads only the record keys and `prompt_cut`, `error`, `judge`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,14 +32,13 @@ from eval.dataset import QAItem, load_eval_set
 from eval.judge import judge_answer
 from eval.metrics import GenerationStats, score_question
 from eval.report import RESULTS_FILE, RUN_FILE, load_run
+from eval.servers import ServedModel, find_model, not_found, unreachable
 from rag.chain import AnswerResult, Chain
-from rag.embeddings import Embedder
-from rag.errors import KBError, ModelNotFoundError, OllamaUnreachableError
-from rag.models import effective_window, model_facts
-from rag.ollama_client import OllamaGateway
+from rag.errors import KBError, ModelNotFoundError, ServerUnreachableError
+from rag.llm.hub import ModelHub
 from rag.retrieve import RetrievalParams, SearchFilters
+from rag.service import Services
 from rag.settings import Settings
-from rag.store import Store, open_store
 
 ProgressHook = Callable[[int, int], None]  # (answers done, answers in all)
 RECORDED_SETTINGS = (
@@ -42,33 +46,36 @@ RECORDED_SETTINGS = (
     "answer_tokens", "safety_margin",
 )  # fmt: skip
 Notify = Callable[[str], None]
+SKIPPED = "it was skipped"
 
 
 @dataclass(frozen=True)
 class ModelCheck:
-    available: list[str]
-    skipped: list[dict[str, str]]  # {"model", "reason"}
+    available: list[str]  # model ids (`name@server`), each once, in the order asked
+    skipped: list[dict[str, str]]  # {"model": as asked, "reason": one sentence}
 
 
-def check_models(gateway: OllamaGateway, models: Sequence[str]) -> ModelCheck:
-    """Which models Ollama serves; the others with one sentence each."""
+def check_models(models: ModelHub, wanted: Sequence[str]) -> ModelCheck:
+    """Which of `wanted` (ids or bare names) a server has, as ids; the others with one sentence
+    each. A model whose server does not answer is skipped too. Raises
+    `ServerUnreachableError` when no server answers at all."""
+    if not models.is_reachable():
+        raise ServerUnreachableError(models.unreachable_message())
     available: list[str] = []
     skipped: list[dict[str, str]] = []
-    for model in models:
+    for model in wanted:
         try:
-            model_facts(gateway, model)
+            ref = models.resolve(model)
+            models.facts(ref.id)
         except ModelNotFoundError:
-            skipped.append({"model": model, "reason": not_pulled(gateway, model)})
+            skipped.append({"model": model, "reason": not_found(models, model, SKIPPED)})
             continue
-        available.append(model)
+        except ServerUnreachableError:
+            skipped.append({"model": model, "reason": unreachable(model, SKIPPED)})
+            continue
+        if ref.id not in available:
+            available.append(ref.id)
     return ModelCheck(available, skipped)
-
-
-def not_pulled(gateway: OllamaGateway, model: str) -> str:
-    return (
-        f"Model {model} is not pulled on Ollama at {', '.join(gateway.hosts)}, so it was "
-        f"skipped; run `ollama pull {model}` to include it."
-    )
 
 
 def default_out_dir(settings: Settings) -> Path:
@@ -97,16 +104,13 @@ def _create(folder: Path) -> None:
 
 
 def run_answers(
-    settings: Settings,
+    services: Services,
     dataset: Path,
     models: Sequence[str],
     limit: int | None = None,
     judge: str | None = None,
     out: Path | None = None,
     *,
-    embedder: Embedder | None = None,
-    gateway: OllamaGateway | None = None,
-    store: Store | None = None,
     params: RetrievalParams | None = None,
     whole_store: bool = False,
     on_progress: ProgressHook | None = None,
@@ -115,33 +119,35 @@ def run_answers(
 ) -> Path:
     """Run the eval and write its folder (see `eval/report.py`); returns the folder.
 
-    `embedder`, `gateway` and `store` are opened here unless given (the app passes the ones it
-    holds: the embedded store admits one opener per process)."""
+    `models` and `judge` are model ids or bare names. The store is `services.open_store()` (in
+    the app, the store it shares). Skipped models and an unusable judge are told to `notify`,
+    one sentence each. Raises `KBError` (one sentence) when no model can run, no server
+    answers, the eval set or the output folder is unusable, or the store cannot be opened."""
     say = notify or (lambda message: None)
+    settings = services.settings
     eval_set = load_eval_set(dataset)
     items = select_items(eval_set, limit)
-    with ExitStack() as stack:
-        if gateway is None:
-            gateway = stack.enter_context(OllamaGateway(settings))
-        check = check_models(gateway, models)
-        for skipped in check.skipped:
-            say(skipped["reason"])
-        if not check.available:
-            raise KBError(f"None of the models {', '.join(models)} is pulled on Ollama; pull one.")
-        judge_setup = _judge_setup(gateway, settings, judge, say)
-        folder = out_dir(settings, out)
-        if store is None:
-            store = stack.enter_context(open_store(settings))
-        embedder = embedder or Embedder(settings)
-        ingested = ingest_docs(settings, store, embedder, eval_set.docs_dir, on_ingest)
+    check = check_models(services.models, models)
+    for skipped in check.skipped:
+        say(skipped["reason"])
+    if not check.available:
+        raise KBError(
+            f"None of the models {', '.join(models)} is on a model server that answers "
+            f"({services.models.describe()}); pull one or start the server that has it."
+        )
+    judge_model = _judge_model(services, judge, say)
+    folder = out_dir(settings, out)
+    with services.open_store() as store:
+        ingested = ingest_docs(settings, store, services.embedder, eval_set.docs_dir, on_ingest)
         if (note := failed_files_note(ingested)) is not None:
             say(note)
-        meta = _run_meta(settings, dataset, items, check, judge_setup, params, whole_store)
+        meta = _run_meta(settings, dataset, items, check, judge_model, params, whole_store)
+        meta["servers"] = services.models.describe()
         meta["ingest"] = ingested.as_json()
         _create(folder)
         _write_meta(folder, meta)
-        chain = Chain(settings, store, embedder, gateway, params)
-        asker = _Asker(chain, scope_filter(eval_set.docs_dir, whole_store), judge_setup)
+        chain = services.chain(store, params)
+        asker = _Asker(chain, scope_filter(eval_set.docs_dir, whole_store), judge_model)
         with (folder / RESULTS_FILE).open("w", encoding="utf-8") as results:
             meta["skipped"] += asker.run_all(check.available, items, results, on_progress, say)
     meta["finished_at"] = datetime.now().isoformat(timespec="seconds")
@@ -162,24 +168,18 @@ def write_outputs(folder: Path) -> None:
     write_report(run, charts)
 
 
-@dataclass(frozen=True)
-class JudgeSetup:
-    model: str
-    num_ctx: int
-
-
-def _judge_setup(
-    gateway: OllamaGateway, settings: Settings, judge: str | None, say: Notify
-) -> JudgeSetup | None:
+def _judge_model(services: Services, judge: str | None, say: Notify) -> ServedModel | None:
+    """The judge's id and window, or None (said in one sentence) when no server has it."""
     if not judge:
         return None
+    consequence = "answers are not judged"
     try:
-        facts = model_facts(gateway, judge)
+        return find_model(services, judge)
     except ModelNotFoundError:
-        say(f"The judge model {judge} is not pulled, so answers are not judged; run "
-            f"`ollama pull {judge}` to judge them.")  # fmt: skip
-        return None
-    return JudgeSetup(judge, effective_window(facts, settings))
+        say(not_found(services.models, judge, consequence, subject="the judge model"))
+    except ServerUnreachableError:
+        say(unreachable(judge, consequence, subject="the judge model"))
+    return None
 
 
 def _run_meta(
@@ -187,7 +187,7 @@ def _run_meta(
     dataset: Path,
     items: Sequence[QAItem],
     check: ModelCheck,
-    judge: JudgeSetup | None,
+    judge: ServedModel | None,
     params: RetrievalParams | None,
     whole_store: bool,
 ) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _run_meta(
         "answerable": sum(not item.unanswerable for item in items),
         "models": check.available,
         "skipped": list(check.skipped),
-        "judge": judge.model if judge else None,
+        "judge": judge.id if judge else None,
         "started_at": datetime.now().isoformat(timespec="seconds"),
         "finished_at": None,
         "whole_store": whole_store,
@@ -215,7 +215,7 @@ class _Asker:
     """Asks the questions, one model after the other, and appends each record."""
 
     def __init__(
-        self, chain: Chain, filters: SearchFilters | None, judge: JudgeSetup | None
+        self, chain: Chain, filters: SearchFilters | None, judge: ServedModel | None
     ) -> None:
         self.chain = chain
         self.filters = filters
@@ -229,10 +229,12 @@ class _Asker:
         on_progress: ProgressHook | None,
         say: Notify,
     ) -> list[dict[str, str]]:
-        """Returns the models skipped midway (removed from Ollama during the run)."""
+        """Ask every item of every model (ids); returns the models skipped midway (removed
+        from their server, or the server stopped answering, during the run), each with one
+        sentence that was also said. Their answers before that stay in `results`."""
         skipped: list[dict[str, str]] = []
         total, done = len(models) * len(items), 0
-        for model in models:
+        for number, model in enumerate(models, start=1):
             try:
                 for item in items:
                     row = self.ask(model, item)
@@ -241,18 +243,26 @@ class _Asker:
                     done += 1
                     if on_progress is not None:
                         on_progress(done, total)
-            except ModelNotFoundError:
-                reason = not_pulled(self.chain.gateway, model)
+            except (ModelNotFoundError, ServerUnreachableError) as err:
+                reason = self._skip_reason(model, err)
                 skipped.append({"model": model, "reason": reason})
                 say(reason)
-                done = (models.index(model) + 1) * len(items)
+                done = number * len(items)
         return skipped
 
+    def _skip_reason(self, model: str, err: KBError) -> str:
+        rest = "its remaining questions were skipped"
+        if isinstance(err, ServerUnreachableError):
+            return unreachable(model, rest)
+        return not_found(self.chain.models, model, rest)
+
     def ask(self, model: str, item: QAItem) -> dict[str, Any]:
+        """The record of one answer. A missing model or a server that stopped answering ends
+        the model's run (raised); any other `KBError` is recorded as an empty answer."""
         started = time.perf_counter()
         try:
             result = self.chain.ask(item.question, model, filters=self.filters)
-        except (ModelNotFoundError, OllamaUnreachableError):
+        except (ModelNotFoundError, ServerUnreachableError):
             raise
         except KBError as err:
             return failed_row(item, model, str(err), time.perf_counter() - started)
@@ -260,28 +270,33 @@ class _Asker:
         if self.judge is not None:
             texts = [passage["text"] for passage in result.passages]
             verdict = judge_answer(
-                self.chain.gateway, self.judge.model, self.judge.num_ctx, item, result.answer, texts
+                self.chain.models, self.judge.id, self.judge.window, item, result.answer, texts
             )
             row["judge"] = asdict(verdict)
         return row
 
 
 def generation_stats(result: AnswerResult) -> GenerationStats:
+    """The chain's figures as `GenerationStats`: seconds, tokens as the server (or kb's count,
+    see `counted_by`) gave them; `truncated` when the answer stopped at `max_tokens`."""
     generation_s = None
-    if result.eval_count and result.tokens_per_s:
-        generation_s = result.eval_count / result.tokens_per_s
+    if result.output_tokens and result.tokens_per_s:
+        generation_s = result.output_tokens / result.tokens_per_s
     return GenerationStats(
         latency_s=result.total_ms / 1000,
         ttft_s=result.ttft_ms / 1000 if result.ttft_ms is not None else None,
-        prompt_tokens=result.prompt_eval_count,
-        completion_tokens=result.eval_count,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.output_tokens,
         generation_s=generation_s,
-        truncated=result.done_reason == "length",
+        truncated=result.finish_reason == "length",
     )
 
 
 def result_row(item: QAItem, model: str, result: AnswerResult) -> dict[str, Any]:
-    """The scored record of one answer plus what the chain measured and used."""
+    """The scored record of one answer plus what the chain measured and used: `model` is the
+    id the chain answered with; `window` (tokens) is the window packed for, `counted_by` says
+    whose token counts these are, `prompt_cut` that Ollama cut the prompt silently, `repacked`
+    that the server rejected it as too long and fewer passages were sent; times in ms."""
     record = score_question(
         item,
         model=model,
@@ -293,18 +308,25 @@ def result_row(item: QAItem, model: str, result: AnswerResult) -> dict[str, Any]
     return {
         **asdict(record),
         **_question_keys(item),
+        "server": result.server,
         "citations": [{"n": c.n, "source": c.source, "path": c.path} for c in result.citations],
         "passages": [
             {key: p[key] for key in ("n", "source", "path", "score", "text")}
             for p in result.passages
         ],
         "context_tokens": result.context_tokens,
-        "num_ctx": result.num_ctx,
+        "window": result.window,
+        "window_source": result.window_source,
         "prompt_tokens_estimate": result.prompt_tokens_estimate,
+        "output_tokens": result.output_tokens,
+        "counted_by": result.counted_by,
         "tokens_per_s": result.tokens_per_s,
         "retrieval_ms": result.retrieval_ms,
-        "done_reason": result.done_reason,
+        "prompt_ms": result.prompt_ms,
+        "finish_reason": result.finish_reason,
         "prompt_cut": result.truncated,
+        "repacked": result.repacked,
+        "notice": result.notice,
         "error": result.error if result.partial else None,
         "judge": None,
     }

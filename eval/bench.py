@@ -8,11 +8,14 @@
    one of `--chunks` (default 100,000) chunks (`eval/synthetic.py`), both in a temporary
    folder. Beside it, the query embedding alone and Qdrant's dense and BM25 searches alone, so
    the cost of each part is visible.
-3. The chain's own time before the first token: `Chain.stream` to its first delta, minus
-   `OllamaGateway.chat` to its first chunk with the same messages and options, per question,
-   against an in-process `tests.fake_ollama.FakeOllama` (the project's own fake: its reply
-   costs the same on both paths, so the difference is the chain's), on the configured store and
-   on the 10,000-chunk one.
+3. The chain's own time before the first token: `Chain.stream` to its first delta, minus a
+   direct `ChatBackend.chat` to its first `TextDelta` with the same messages, window and answer
+   length, per question, against an in-process `eval.fake_ollama.FakeOllama` over HTTP (the
+   project's own fake: its reply costs the same on both paths, so the difference is the
+   chain's: resolving the model, its facts, the token budget, retrieval and packing), on the
+   configured store and on the 10,000-chunk one. The fake gets `Services` of its own (its
+   settings: only the fake Ollama as model server, data in a scratch folder), sharing the
+   embedder of the `Services` passed in.
 
 The embedded Qdrant (no QDRANT_URL) searches in Python: dense search is a numpy scan, but the
 BM25 sparse search walks every point, so its cost grows linearly with the store; the figures
@@ -25,20 +28,21 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from eval.corpus import IngestHook, ingest_docs
 from eval.dataset import load_eval_set
+from eval.fake_ollama import FakeOllama
 from eval.metrics import percentile
 from eval.synthetic import SyntheticCorpus, build_synthetic_store, sentences_of
 from rag.chain import Chain
-from rag.embeddings import Embedder
 from rag.errors import KBError
-from rag.ollama_client import OllamaGateway
+from rag.llm.base import ChatBackend, TextDelta
 from rag.retrieve import RetrievalParams, Retriever
+from rag.service import Services, build_services
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
 from rag.store import DENSE, SPARSE, Store, open_store
@@ -52,21 +56,25 @@ Notify = Callable[[str], None]
 
 
 def run_bench_all(
-    settings: Settings,
+    services: Services,
     dataset: Path,
     *,
     large_chunks: int = 100_000,
     chain_chunks: int = CHAIN_STORE_CHUNKS,
     questions: int = 30,
-    embedder: Embedder | None = None,
     notify: Notify | None = None,
     on_ingest: IngestHook | None = None,
 ) -> dict[str, Any]:
+    """Every figure of the module docstring, as JSON-ready data: `ingest`, then `stores`, one
+    row per store (`chunks`, `retrieval`, `query_embedding`, `qdrant_dense`, `qdrant_bm25`, each
+    `timing()` in ms, and `chain_overhead` on the configured and the `chain_chunks` store).
+    `questions` questions of the eval set (repeated as needed) are timed per figure. Progress
+    goes to `notify`, one sentence each. Raises `KBError` for an unusable eval set or store."""
     say = notify or (lambda message: None)
+    settings = services.settings
     eval_set = load_eval_set(dataset)
     asked = [item.question for item in eval_set.items]
     asked = [asked[i % len(asked)] for i in range(questions)]
-    embedder = embedder or Embedder(settings)
     say("Ingest benchmark (raw embedding against the pipeline) ...")
     results: dict[str, Any] = {
         "dataset": str(dataset),
@@ -75,10 +83,10 @@ def run_bench_all(
         "ingest": ingest_figures(eval_set),
     }
     with ExitStack() as stack:
-        store = stack.enter_context(open_store(settings))
-        ingest_docs(settings, store, embedder, eval_set.docs_dir, on_ingest)
-        fake = stack.enter_context(_fake_ollama())
-        bench = _Bench(settings, embedder, fake, asked, stack)
+        store = stack.enter_context(services.open_store())
+        ingest_docs(settings, store, services.embedder, eval_set.docs_dir, on_ingest)
+        fake = stack.enter_context(FakeOllama())
+        bench = _Bench(services, fake, asked, stack)
         say(f"Retrieval and chain on the configured store ({store.count_chunks():,} chunks) ...")
         results["stores"] = [bench.measure_store("configured store", store, chain=True)]
         samples = sentences_of(_sample_texts(store))
@@ -100,19 +108,6 @@ def ingest_figures(eval_set: Any) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="kb-bench-ingest-") as scratch:
         return run_benchmark(eval_set.docs_dir, Path(scratch) / "store")
-
-
-@contextmanager
-def _fake_ollama() -> Iterator[Any]:
-    try:
-        from tests.fake_ollama import FakeOllama
-    except ImportError:
-        raise KBError(
-            "The bench needs the project's fake Ollama (tests/fake_ollama.py); run it from the "
-            "repository folder."
-        ) from None
-    with FakeOllama() as server:
-        yield server
 
 
 def _sample_texts(store: Store) -> list[str]:
@@ -156,31 +151,36 @@ def _timed(action: Callable[[], Any]) -> float:
 
 
 class _Bench:
+    """The measurements, with a scratch folder and `Services` on the fake Ollama that live as
+    long as `stack`."""
+
     def __init__(
-        self,
-        settings: Settings,
-        embedder: Embedder,
-        fake: Any,
-        questions: Sequence[str],
-        stack: ExitStack,
+        self, services: Services, fake: FakeOllama, questions: Sequence[str], stack: ExitStack
     ) -> None:
-        self.settings = settings
-        self.embedder = embedder
+        self.settings = services.settings
+        self.embedder = services.embedder
         self.fake = fake
         self.questions = list(questions)
         self.stack = stack
         scratch = tempfile.TemporaryDirectory(prefix="kb-bench-", dir=ram_folder())
         self.scratch = Path(stack.enter_context(scratch))
-        self.gateway = stack.enter_context(OllamaGateway(self._fake_settings(settings)))
+        fake_settings = self._fake_settings(self.settings)
+        self.fake_services = stack.enter_context(
+            build_services(fake_settings, embedder=services.embedder)
+        )
 
     def _fake_settings(self, settings: Settings, **changes: Any) -> Settings:
+        """`settings` with the fake Ollama as the only model server and data in the scratch."""
         update = {
-            "ollama_host": self.fake.url, "ollama_hosts": [], "model": FAKE_MODEL,
-            "data_dir": self.scratch / "data", **changes,
+            "ollama_host": self.fake.url, "ollama_hosts": [], "openai_base_url": None,
+            "openai_servers": [], "model": FAKE_MODEL, "data_dir": self.scratch / "data",
+            **changes,
         }  # fmt: skip
         return settings.model_copy(update=update)
 
     def synthetic_store(self, size: int, sentences: Sequence[str]) -> tuple[Store, float]:
+        """A store of `size` synthetic chunks in the scratch folder (the bench's own, never the
+        knowledge base), and the seconds it took to build."""
         settings = self._fake_settings(
             self.settings, qdrant_path=self.scratch / f"synthetic-{size}", qdrant_url=None
         )
@@ -226,19 +226,21 @@ class _Bench:
         ))  # fmt: skip
 
     def chain_overhead(self, store: Store) -> dict[str, Any]:
-        """Chain.stream to its first delta minus a direct chat to its first chunk."""
-        settings = self._fake_settings(self.settings)
-        chain = Chain(settings, store, self.embedder, self.gateway)
+        """`Chain.stream` to its first delta minus a direct `ChatBackend.chat` to its first
+        `TextDelta` with the request the chain sent, per question; `timing()` of each."""
+        chain = self.fake_services.chain(store)
+        ref = self.fake_services.models.resolve(FAKE_MODEL)
+        backend = self.fake_services.models.backend(ref.server)
         _first_delta(chain, self.questions[0])  # warm-up: model facts, calibration file
         chain_s, direct_s = [], []
         for question in self.questions:
             chain_s.append(_first_delta(chain, question))
-            sent = self.fake.requests_to("/api/chat")[-1].body
-            direct_s.append(_first_chunk(self.gateway, sent))
+            sent = self.fake.requests_to("/api/chat")[-1].body or {}
+            direct_s.append(_first_text_delta(backend, ref.name, sent))
         overhead = [c - d for c, d in zip(chain_s, direct_s, strict=True)]
         return {
             "chain_first_delta": timing(chain_s),
-            "direct_first_chunk": timing(direct_s),
+            "direct_first_delta": timing(direct_s),
             "overhead": timing(overhead),
         }
 
@@ -248,6 +250,7 @@ def _chunk_chars(settings: Settings) -> int:
 
 
 def _first_delta(chain: Chain, question: str) -> float:
+    """Seconds from `Chain.stream` to its first text delta; the stream is read to its end."""
     started = time.perf_counter()
     first: float | None = None
     for event in chain.stream(question):
@@ -258,11 +261,18 @@ def _first_delta(chain: Chain, question: str) -> float:
     return first
 
 
-def _first_chunk(gateway: OllamaGateway, body: dict[str, Any]) -> float:
+def _first_text_delta(backend: ChatBackend, model: str, body: dict[str, Any]) -> float:
+    """Seconds from `backend.chat` to its first `TextDelta`, sending the messages, window
+    (`num_ctx`) and answer length (`num_predict`) of a logged Ollama request `body`; the stream
+    is read to its end, as the chain reads it."""
+    options = body.get("options") or {}
     started = time.perf_counter()
     first: float | None = None
-    for chunk in gateway.chat(body["model"], body["messages"], options=body.get("options")):
-        if first is None and chunk.message and chunk.message.content:
+    events = backend.chat(
+        model, body["messages"], window=options["num_ctx"], max_tokens=options["num_predict"]
+    )
+    for event in events:
+        if first is None and isinstance(event, TextDelta):
             first = time.perf_counter() - started
     return first if first is not None else time.perf_counter() - started
 
@@ -285,7 +295,7 @@ def format_bench(results: dict[str, Any]) -> str:
             o = row["chain_overhead"]
             lines.append(
                 f"{row['store']:<20}chain {_pair(o['chain_first_delta'])}, direct "
-                f"{_pair(o['direct_first_chunk'])}, overhead {_pair(o['overhead'])}"
+                f"{_pair(o['direct_first_delta'])}, overhead {_pair(o['overhead'])}"
             )
     lines += [
         "",

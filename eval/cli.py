@@ -1,8 +1,10 @@
 """`python -m eval`: the command line over `eval/`. One function per subcommand.
 
 Each `_add_<name>_command(subcommands)` registers a parser with `set_defaults(run=<function>)`;
-`main()` builds the settings once (`rag.settings.load_settings()`) and hands them to that
-function with the parsed arguments. Every error a user can hit ends in one sentence on stderr.
+`main()` builds the composition root once (`rag.service.build_services(load_settings())`: the
+settings, the model servers behind one hub, the embedder, the store), hands it to that function
+with the parsed arguments, and closes it afterwards. Every error a user can hit ends in one
+sentence on stderr.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 
 from rag.errors import KBError, run_reporting_errors
 from rag.retrieve import RetrievalParams
-from rag.settings import Settings, load_settings
+from rag.service import Services, build_services
+from rag.settings import load_settings
 
 SAMPLE_SET = Path(__file__).resolve().parent / "sample"
 DATASET_HELP = "an eval set folder: docs/ and qa.jsonl (see eval/README.md)"
 
-Command = Callable[[argparse.Namespace, Settings], int]
+Command = Callable[[argparse.Namespace, Services], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code (0, or 2 after a one-sentence error on stderr)."""
     args = build_parser().parse_args(argv)
     command: Command = args.run
-    return run_reporting_errors(lambda: command(args, load_settings()))
+
+    def run() -> int:
+        with build_services(load_settings()) as services:
+            return command(args, services)
+
+    return run_reporting_errors(run)
 
 
 def _positive_int(text: str) -> int:
@@ -108,16 +117,16 @@ def _add_retrieval_command(subcommands: Any) -> None:
     retrieval.set_defaults(run=run_retrieval)
 
 
-def run_retrieval(args: argparse.Namespace, settings: Settings) -> int:
+def run_retrieval(args: argparse.Namespace, services: Services) -> int:
     from eval.progress import Bar
     from eval.report import print_retrieval_table
     from eval.retrieval import evaluate_retrieval, parse_budgets, reports_json
     from ingest.progress import IngestProgress
 
-    budgets = parse_budgets(args.budget, settings)
+    budgets = parse_budgets(args.budget, services.settings)
     with IngestProgress() as ingest_bar, Bar("retrieval") as bar:
         reports = evaluate_retrieval(
-            settings, args.dataset, budgets, args.limit, params=_params(args),
+            services, args.dataset, budgets, args.limit, params=_params(args),
             whole_store=args.whole_store, on_progress=bar, on_ingest=ingest_bar,
         )  # fmt: skip
     print_retrieval_table(reports)
@@ -138,12 +147,14 @@ def _add_answers_command(subcommands: Any) -> None:
     )
     answers.add_argument("--dataset", type=Path, required=True, metavar="DIR", help=DATASET_HELP)
     answers.add_argument(
-        "--models", required=True, metavar="A,B", help="Ollama models, comma separated"
-    )
+        "--models", required=True, metavar="A,B",
+        help="model ids (name@server) or names, comma separated; see `python -m rag models`",
+    )  # fmt: skip
     answers.add_argument("--limit", type=_positive_int, metavar="N", help="first N questions")
     answers.add_argument(
-        "--judge", metavar="MODEL", help="an Ollama model that scores correctness and faithfulness"
-    )
+        "--judge", metavar="MODEL",
+        help="a model id or name that scores correctness and faithfulness",
+    )  # fmt: skip
     answers.add_argument(
         "--out", type=Path, metavar="DIR",
         help="output folder (default KB_DATA_DIR/eval-runs/<timestamp>)",
@@ -155,11 +166,11 @@ def _add_answers_command(subcommands: Any) -> None:
 def _model_list(text: str) -> list[str]:
     models = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     if not models:
-        raise KBError("--models needs at least one model name, like llama3.2,mistral.")
+        raise KBError("--models needs at least one model, like llama3.2,mistral@ollama.")
     return models
 
 
-def run_answers_command(args: argparse.Namespace, settings: Settings) -> int:
+def run_answers_command(args: argparse.Namespace, services: Services) -> int:
     from eval.answers import run_answers
     from eval.progress import Bar
     from eval.report import load_run, print_answers_table
@@ -170,7 +181,7 @@ def run_answers_command(args: argparse.Namespace, settings: Settings) -> int:
 
     with IngestProgress() as ingest_bar, Bar("answers") as bar:
         out = run_answers(
-            settings, args.dataset, _model_list(args.models), limit=args.limit,
+            services, args.dataset, _model_list(args.models), limit=args.limit,
             judge=args.judge, out=args.out, params=_params(args),
             whole_store=args.whole_store, on_progress=bar, on_ingest=ingest_bar,
             notify=notify,
@@ -192,21 +203,23 @@ def _add_generate_command(subcommands: Any) -> None:
         "link, an eval set the other commands read.",
     )
     generate.add_argument("--docs", type=Path, required=True, metavar="DIR")
-    generate.add_argument("--model", required=True, metavar="MODEL", help="the writing model")
+    generate.add_argument(
+        "--model", required=True, metavar="MODEL", help="the writing model: an id or a name"
+    )
     generate.add_argument("-n", type=_positive_int, default=30, help="questions (default 30)")
     generate.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
     generate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     generate.set_defaults(run=run_generate)
 
 
-def run_generate(args: argparse.Namespace, settings: Settings) -> int:
+def run_generate(args: argparse.Namespace, services: Services) -> int:
     from eval.generate import generate_eval_set
     from eval.progress import Bar
     from ingest.progress import IngestProgress
 
     with IngestProgress() as ingest_bar, Bar("generate", unit="chunk") as bar:
         outcome = generate_eval_set(
-            settings, args.docs, args.model, args.n, args.out, seed=args.seed,
+            services, args.docs, args.model, args.n, args.out, seed=args.seed,
             on_progress=bar, on_ingest=ingest_bar,
         )  # fmt: skip
     print(outcome.describe())
@@ -240,7 +253,7 @@ def _add_bench_command(subcommands: Any) -> None:
     bench.set_defaults(run=run_bench)
 
 
-def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+def run_bench(args: argparse.Namespace, services: Services) -> int:
     from eval.bench import format_bench, run_bench_all
     from ingest.progress import IngestProgress
 
@@ -249,7 +262,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     with IngestProgress() as ingest_bar:
         results = run_bench_all(
-            settings, args.dataset, large_chunks=args.chunks, questions=args.questions,
+            services, args.dataset, large_chunks=args.chunks, questions=args.questions,
             notify=notify, on_ingest=ingest_bar,
         )  # fmt: skip
     print(format_bench(results))

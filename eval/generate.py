@@ -1,9 +1,10 @@
 """A model writes an eval set from the user's own documents.
 
-`generate_eval_set(settings, docs, model, n, out)` ingests `docs` (cheap when unchanged),
+`generate_eval_set(services, docs, model, n, out)` ingests `docs` (cheap when unchanged),
 samples chunks from the store spread across its documents (documents in a seeded random order,
-taken in turns, a seeded random chunk of each per turn), and asks the model for one question
-and a short answer per chunk, with structured output (`format=` a JSON schema of
+taken in turns, a seeded random chunk of each per turn), and asks the model (an id
+`name@server` or a bare name, on any configured server) for one question and a short answer per
+chunk, with structured output (`ModelHub.structured` with a JSON schema of
 `{question, answer}`). A pair is kept only when the answer occurs in the chunk (as whole words
 after SQuAD normalisation, `eval.metrics.contains_reference`) and the question is new; a
 malformed reply is asked for once more. The chunk's text is kept as the gold `evidence`, its
@@ -11,15 +12,16 @@ document as the gold `doc`.
 
 The output folder is an eval set (`eval/README.md`): `qa.jsonl`, `docs` (a symbolic link to the
 documents folder, so the set is read where the documents live and an ingest of the set finds
-them already ingested), and `generated.json` (model, seed, documents folder, counts).
+them already ingested), and `generated.json` (model id, seed, documents folder, counts).
 
-Why our own gateway and not llama-index: `DatasetGenerator` writes questions only, from free
+Why kb's own model seam and not llama-index: `DatasetGenerator` writes questions only, from free
 text split into lines, and would answer them with a query engine rather than keep a reference
 span; `generate_qa_embedding_pairs` writes queries for embedding fine-tuning, no answers. Both
-call the model through llama-index's LLM wrapper (another package, `llama-index-llms-ollama`),
-which knows neither our hosts nor the model's real window. `OllamaGateway.chat` gives
-structured output with a JSON schema, `num_ctx` from the model's facts, the hosts and errors of
-the rest of `kb`, and the chunk stays at hand for the check that the answer is in it.
+call the model through llama-index's LLM wrappers (one more package per server kind), which
+know neither kb's servers nor the model's real window. `ModelHub.structured` gives structured
+output validated against a JSON schema on every server kb talks to, the window kb computes for
+the model (`effective_window`, sent to Ollama as `num_ctx`), the servers and one-sentence
+errors of the rest of `kb`, and the chunk stays at hand for the check that the answer is in it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import json
 import os
 import random
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,12 +38,11 @@ from typing import Any
 from eval.corpus import IngestHook, ingest_docs
 from eval.dataset import DOCS_DIR, QA_FILE, load_eval_set
 from eval.metrics import contains_reference, normalize_answer
-from rag.embeddings import Embedder
-from rag.errors import KBError, ModelNotFoundError
-from rag.models import effective_window, model_facts
-from rag.ollama_client import OllamaGateway
-from rag.settings import Settings
-from rag.store import DocRecord, Store, open_store
+from eval.servers import ServedModel, find_model, not_found
+from rag.errors import KBError, MalformedReplyError, ModelNotFoundError
+from rag.llm.hub import ModelHub
+from rag.service import Services
+from rag.store import DocRecord, Store
 
 INFO_FILE = "generated.json"
 MIN_CHUNK_CHARS = 200  # shorter chunks (titles, table rows) rarely carry a question
@@ -97,32 +97,28 @@ class GenerationOutcome:
 
 
 def generate_eval_set(
-    settings: Settings,
+    services: Services,
     docs: Path,
     model: str,
     n: int,
     out: Path,
     *,
     seed: int = 0,
-    embedder: Embedder | None = None,
-    gateway: OllamaGateway | None = None,
-    store: Store | None = None,
     on_progress: ProgressHook | None = None,
     on_ingest: IngestHook | None = None,
 ) -> GenerationOutcome:
-    """Write an eval set of up to `n` questions about `docs` into the new folder `out`."""
+    """Write an eval set of up to `n` questions about `docs` into the new folder `out`.
+
+    `model` is a model id or bare name; the set records the id it resolved to. Raises `KBError`
+    (one sentence) when a folder is unusable, no server has the model, or no pair was usable."""
     docs = _check_folders(docs, out)
-    with ExitStack() as stack:
-        if gateway is None:
-            gateway = stack.enter_context(OllamaGateway(settings))
-        num_ctx = _window(gateway, settings, model)
-        if store is None:
-            store = stack.enter_context(open_store(settings))
-        ingest_docs(settings, store, embedder or Embedder(settings), docs, on_ingest)
+    served = _served(services, model)
+    with services.open_store() as store:
+        ingest_docs(services.settings, store, services.embedder, docs, on_ingest)
         records = documents_under(store, docs)
         candidates = sample_chunks(store, records, docs, n * CANDIDATES_PER_QUESTION, seed)
         outcome = GenerationOutcome(out, n, documents=len(records))
-        writer = _PairWriter(gateway, model, num_ctx, seed)
+        writer = _PairWriter(services.models, served, seed)
         for chunk in candidates:
             if len(outcome.items) >= n:
                 break
@@ -130,9 +126,9 @@ def generate_eval_set(
             if on_progress is not None:
                 on_progress(len(outcome.items), n)
     if not outcome.items:
-        raise KBError(f"The model {model} wrote no usable question for {outcome.tried} chunks; "
-                      "try a larger model.")  # fmt: skip
-    write_eval_set(outcome, docs, model, seed)
+        raise KBError(f"The model {served.id} wrote no usable question for {outcome.tried} "
+                      "chunks; try a larger model.")  # fmt: skip
+    write_eval_set(outcome, docs, served.id, seed)
     return outcome
 
 
@@ -144,12 +140,11 @@ def _check_folders(docs: Path, out: Path) -> Path:
     return docs.resolve()
 
 
-def _window(gateway: OllamaGateway, settings: Settings, model: str) -> int:
+def _served(services: Services, model: str) -> ServedModel:
     try:
-        return effective_window(model_facts(gateway, model), settings)
+        return find_model(services, model)
     except ModelNotFoundError:
-        raise KBError(f"Model {model} is not pulled on Ollama at {', '.join(gateway.hosts)}; "
-                      f"run `ollama pull {model}` first.") from None  # fmt: skip
+        raise KBError(not_found(services.models, model)) from None
 
 
 def documents_under(store: Store, folder: Path) -> list[DocRecord]:
@@ -191,12 +186,10 @@ def _chunk_pool(
 class _PairWriter:
     """Asks the model about one chunk and keeps the pair when it passes the checks."""
 
-    def __init__(self, gateway: OllamaGateway, model: str, num_ctx: int, seed: int) -> None:
-        self.gateway = gateway
-        self.model = model
-        self.options = {
-            "num_ctx": num_ctx, "num_predict": GENERATE_TOKENS, "temperature": 0, "seed": seed,
-        }  # fmt: skip
+    def __init__(self, models: ModelHub, served: ServedModel, seed: int) -> None:
+        self.models = models
+        self.served = served
+        self.seed = seed
         self.seen: set[str] = set()
 
     def add(self, chunk: SampledChunk, outcome: GenerationOutcome) -> None:
@@ -214,10 +207,12 @@ class _PairWriter:
             outcome.drop("repeated question")
         else:
             self.seen.add(normalize_answer(question))
-            outcome.items.append(_item(len(outcome.items) + 1, chunk, question, answer, self.model))
+            item = _item(len(outcome.items) + 1, chunk, question, answer, self.served.id)
+            outcome.items.append(item)
 
     def ask(self, chunk: SampledChunk) -> tuple[str, str] | str:
-        """(question, answer), or the reason there is none."""
+        """(question, answer), or the reason there is none: a malformed reply twice, or a
+        server error on the last attempt."""
         messages = [
             {"role": "system", "content": INSTRUCTIONS},
             {"role": "user", "content": f"<passages>\n[1] {chunk.doc}\n{chunk.text}\n</passages>"},
@@ -225,25 +220,35 @@ class _PairWriter:
         reason = "malformed reply"
         for _ in range(ATTEMPTS):
             try:
-                reply = self.gateway.chat(
-                    self.model, messages, options=self.options, stream=False, format=QA_SCHEMA
-                )
-                first = next(iter(reply), None)
-                pair = parse_pair((first.message.content or "") if first is not None else "")
-            except KBError:
-                reason = "Ollama error"
+                reply = self.models.structured(
+                    self.served.id, messages, QA_SCHEMA, window=self.served.window,
+                    max_tokens=GENERATE_TOKENS, seed=self.seed,
+                )  # fmt: skip
+            except MalformedReplyError:
+                reason = "malformed reply"
                 continue
+            except KBError:
+                reason = "model server error"
+                continue
+            pair = pair_from(reply)
             if pair is not None:
                 return pair
+            reason = "malformed reply"
         return reason
 
 
 def parse_pair(text: str) -> tuple[str, str] | None:
-    """(question, answer) from the model's JSON, or None when it does not hold both."""
+    """(question, answer) from the model's JSON text, or None when it does not hold both."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return None
+    return pair_from(data)
+
+
+def pair_from(data: Any) -> tuple[str, str] | None:
+    """(question, answer) from the model's parsed JSON, white space collapsed, or None when it
+    does not hold both as non-empty strings."""
     if not isinstance(data, dict):
         return None
     question, answer = data.get("question"), data.get("answer")

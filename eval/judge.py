@@ -1,10 +1,11 @@
 """A judge model scores an answer: correctness against the references, faithfulness to the
 passages the answering model was given, each 1-5.
 
-The judge is asked through `OllamaGateway.chat` with `format=<JSON schema>` and `stream=False`,
-with `num_ctx` set to its window. A reply that is not a JSON object with both scores as whole
-numbers 1-5 is asked for once more; a second bad reply (or an Ollama error) leaves the answer
-*unscored*, with the reason, and the run goes on.
+The judge is any model of any configured server, asked through `ModelHub.structured` with a JSON
+schema (temperature 0; for Ollama `format=<schema>`, `stream=False`, `num_ctx` set to the
+judge's window). A reply that is not a JSON object with both scores as whole numbers 1-5 is
+asked for once more; a second bad reply (or a server error) leaves the answer *unscored*, with
+the reason, and the run goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval.dataset import QAItem
-from rag.errors import KBError
-from rag.ollama_client import OllamaGateway
+from rag.errors import KBError, MalformedReplyError
+from rag.llm.hub import ModelHub
 
 ATTEMPTS = 2
 JUDGE_ANSWER_TOKENS = 256
@@ -81,11 +82,17 @@ def judge_messages(item: QAItem, answer: str, passages: Sequence[str]) -> list[d
 
 
 def parse_verdict(text: str) -> Verdict:
-    """The scores in a judge reply; raises MalformedVerdict when they are not there."""
+    """The scores in a judge reply's text; raises MalformedVerdict when they are not there."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError):
         raise MalformedVerdict("the reply is not JSON") from None
+    return verdict_from(data)
+
+
+def verdict_from(data: Any) -> Verdict:
+    """The scores in a judge reply's parsed JSON; raises MalformedVerdict when they are not
+    there (a whole number 1-5 written as "4" or 4.0 is accepted)."""
     if not isinstance(data, Mapping):
         raise MalformedVerdict("the reply is not a JSON object")
     reason = data.get("reason")
@@ -108,27 +115,27 @@ def _score(data: Mapping[str, Any], key: str) -> int:
 
 
 def judge_answer(
-    gateway: OllamaGateway,
-    judge: str,
-    num_ctx: int,
+    models: ModelHub,
+    judge_id: str,
+    window: int,
     item: QAItem,
     answer: str,
     passages: Sequence[str],
 ) -> Verdict:
-    """Ask the judge, once more after a bad reply; never raises for the judge's failures."""
+    """Ask the judge `judge_id` (a model id) with `window` tokens of context, once more after a
+    bad reply. Never raises for the judge's failures: a malformed reply (`MalformedReplyError`,
+    or JSON without the scores) or any other `KBError` twice gives an unscored `Verdict` with
+    the reason in `error`."""
     messages = judge_messages(item, answer, passages)
-    options = {"num_ctx": num_ctx, "num_predict": JUDGE_ANSWER_TOKENS, "temperature": 0}
     problem = ""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            reply = gateway.chat(
-                judge, messages, options=options, stream=False, format=JUDGE_SCHEMA
+            reply = models.structured(
+                judge_id, messages, JUDGE_SCHEMA, window=window, max_tokens=JUDGE_ANSWER_TOKENS
             )
-            chunk = next(iter(reply), None)
-            content = (chunk.message.content or "") if chunk is not None else ""
-            verdict = parse_verdict(content)
-        except MalformedVerdict as err:
-            problem = f"malformed judge output ({err})"
+            verdict = verdict_from(reply)
+        except (MalformedVerdict, MalformedReplyError) as err:
+            problem = f"malformed judge output ({str(err).rstrip('.')})"
             continue
         except KBError as err:
             problem = str(err)

@@ -48,6 +48,7 @@ def _heading(run: Run) -> str:
         f"({meta.get('answerable')} answerable)",
         f"- models: {', '.join(meta.get('models', [])) or 'none'}",
         f"- judge: {meta.get('judge') or 'none'}",
+        *([f"- model servers: {meta['servers']}"] if meta.get("servers") else []),
         f"- started {meta.get('started_at')}, finished {meta.get('finished_at') or 'not finished'}",
         f"- retrieval: prefetch {retrieval.get('prefetch')}, candidates "
         f"{retrieval.get('candidates')}, searching {scope}; context budget: {budget}; chunks "

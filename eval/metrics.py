@@ -237,8 +237,9 @@ def percentile(values: Iterable[float], p: float) -> float:
 class GenerationStats:
     """What the chain measured while answering one question.
 
-    `generation_s` is the time spent producing `completion_tokens` (Ollama's eval_duration);
-    `truncated` marks an answer cut short (e.g. Ollama's done_reason "length").
+    `generation_s` is the time spent producing `completion_tokens` (the server's own output
+    time where it gives one, e.g. Ollama's eval_duration); `truncated` marks an answer cut short
+    at the answer length (finish reason "length", on every server kind).
     """
 
     latency_s: float

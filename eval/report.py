@@ -3,8 +3,10 @@
 An answers run folder holds:
 
 - `results.jsonl`: one JSON object per model and question (the `QuestionRecord` fields of
-  `eval.metrics`, plus the chain's figures, the passages and the judge's scores);
-- `run.json`: what was run (dataset, models, skipped models and why, judge, settings);
+  `eval.metrics`, plus the chain's figures, the passages and the judge's scores); `model` is
+  the model id (`name@server`), or a bare name in runs written before servers had names;
+- `run.json`: what was run (dataset, models, servers, skipped models and why, judge,
+  settings);
 - `summary.csv`: one row per model, computed from `results.jsonl` by `summarize_run`;
 - `report.md` and the PNG charts (`eval/charts.py`).
 
@@ -40,7 +42,8 @@ class ModelFigures:
 
     summary: ModelSummary
     errors: int  # questions the chain could not answer (timeout, broken stream)
-    prompt_cut: int  # prompts Ollama cut (the chain's `truncated`)
+    prompt_cut: int  # prompts Ollama cut silently (the chain's `truncated`)
+    repacked: int  # prompts a server rejected as too long, sent again with fewer passages
     judge_correctness: float | None
     judge_faithfulness: float | None
     judge_unscored: int | None  # None when no judge ran
@@ -81,6 +84,7 @@ def summarize_run(rows: Sequence[dict[str, Any]], judged: bool) -> dict[str, Mod
             summary=summary,
             errors=sum(row.get("error") is not None for row in mine),
             prompt_cut=sum(bool(row.get("prompt_cut")) for row in mine),
+            repacked=sum(bool(row.get("repacked")) for row in mine),  # absent in older runs
             judge_correctness=_judge_mean(mine, "correctness") if judged else None,
             judge_faithfulness=_judge_mean(mine, "faithfulness") if judged else None,
             judge_unscored=_unscored(mine) if judged else None,
@@ -150,6 +154,7 @@ ANSWER_COLUMNS = (
     Column("prompt tok", "mean_prompt_tokens", "number", "Prompt tokens (mean)"),
     Column("truncated", "truncated", "count"),
     Column("prompt cut", "prompt_cut", "count"),
+    Column("repacked", "repacked", "count"),
     Column("errors", "errors", "count"),
 )
 JUDGE_COLUMNS = (

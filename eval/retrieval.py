@@ -1,9 +1,10 @@
 """Retrieval alone, no model: is the gold passage in the context the chain would send?
 
-For every question this runs what `rag.chain.Chain` runs before it calls a model:
-`Retriever(store, embedder, params).search(question)` and `rag.context.pack(passages, budget,
-TokenEstimator())` with the uncalibrated default estimator. Several budgets cost one search per
-question: the same passages are packed once per budget. The figures per budget:
+For every question this runs what `rag.chain.Chain` runs before it calls a model, on the store
+and embedder of `Services`: `Retriever(store, embedder, params).search(question)` and
+`rag.context.pack(passages, budget, TokenEstimator())` with the uncalibrated default estimator.
+Several budgets cost one search per question: the same passages are packed once per budget.
+The figures per budget:
 
 - `hit_rate`: share of answerable questions whose packed passages hold a gold passage
   (`eval.metrics.retrieval_hit`);
@@ -16,7 +17,6 @@ question: the same passages are packed once per budget. The figures per budget:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,10 @@ from eval.corpus import IngestHook, ingest_docs, scope_filter, select_items
 from eval.dataset import QAItem, load_eval_set
 from eval.metrics import reciprocal_rank, retrieval_hit
 from rag.context import PackedContext, TokenEstimator, pack
-from rag.embeddings import Embedder
 from rag.errors import KBError
 from rag.retrieve import RetrievalParams, Retriever, SearchFilters
+from rag.service import Services
 from rag.settings import Settings
-from rag.store import Store, open_store
 
 DEFAULT_BUDGET = 1200  # tokens, when neither --budget nor KB_CONTEXT_TOKENS is given
 ProgressHook = Callable[[int, int], None]  # (questions done, questions in all)
@@ -116,27 +115,24 @@ def parse_budgets(values: Sequence[str] | None, settings: Settings) -> list[int]
 
 
 def evaluate_retrieval(
-    settings: Settings,
+    services: Services,
     dataset: Path,
     budgets: Sequence[int],
     limit: int | None = None,
     *,
-    embedder: Embedder | None = None,
-    store: Store | None = None,
     params: RetrievalParams | None = None,
     whole_store: bool = False,
     on_progress: ProgressHook | None = None,
     on_ingest: IngestHook | None = None,
 ) -> list[RetrievalReport]:
-    """Ingest the eval set, retrieve once per question and pack at every budget."""
+    """Ingest the eval set into `services`' store, retrieve once per question and pack at every
+    budget (tokens); one report per budget, in the order given. No model is asked. Raises
+    `KBError` (one sentence) for an unreadable eval set or a store that cannot be opened."""
     eval_set = load_eval_set(dataset)
     items = select_items(eval_set, limit)
-    embedder = embedder or Embedder(settings)
-    with ExitStack() as stack:
-        if store is None:
-            store = stack.enter_context(open_store(settings))
-        ingest_docs(settings, store, embedder, eval_set.docs_dir, on_ingest)
-        retriever = Retriever(store, embedder, params)
+    with services.open_store() as store:
+        ingest_docs(services.settings, store, services.embedder, eval_set.docs_dir, on_ingest)
+        retriever = Retriever(store, services.embedder, params)
         filters = scope_filter(eval_set.docs_dir, whole_store)
         return score_items(retriever, items, budgets, filters, on_progress)
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from ingest.progress import IngestProgress
 from rag.errors import EXIT_ERROR, run_reporting_errors
-from rag.settings import Settings, load_settings
+from rag.service import Services, build_services
+from rag.settings import load_settings
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestReport
@@ -52,24 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        with build_services(load_settings()) as services:
+            return run_command(args, services)
+
     return run_reporting_errors(
-        lambda: run_command(args, load_settings()),
-        interrupted="Interrupted; finished documents are kept, run again to finish.",
+        run, interrupted="Interrupted; finished documents are kept, run again to finish."
     )
 
 
-def run_command(args: argparse.Namespace, settings: Settings) -> int:
+def run_command(args: argparse.Namespace, services: Services) -> int:
     if args.list:
-        return list_documents(settings)
+        return list_documents(services)
     if args.delete:
-        return delete_document(settings, args.delete)
+        return delete_document(services, args.delete)
     if not args.paths:
         print("Give at least one folder or file to ingest (or --list).", file=sys.stderr)
         return EXIT_ERROR
-    return run_ingest(settings, args)
+    return run_ingest(services, args)
 
 
-def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+def run_ingest(services: Services, args: argparse.Namespace) -> int:
     from ingest.pipeline import ingest
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -77,10 +82,14 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
         print(f"No such file or folder: {', '.join(missing)}.", file=sys.stderr)
         return EXIT_ERROR
     _quiet_libraries()
-    with IngestProgress(enabled=sys.stderr.isatty() and not args.quiet) as on_progress:
+    with (
+        IngestProgress(enabled=sys.stderr.isatty() and not args.quiet) as on_progress,
+        services.open_store() as store,
+    ):
         report = ingest(
-            settings, args.paths, args.include, args.exclude, args.prune, on_progress=on_progress
-        )
+            services.settings, args.paths, args.include, args.exclude, args.prune,
+            embedder=services.embedder, on_progress=on_progress, store=store,
+        )  # fmt: skip
     if args.report:
         report.write(args.report)
     print(_summary(report))
@@ -122,16 +131,14 @@ def _summary(report: IngestReport) -> str:
     )
 
 
-def list_documents(settings: Settings) -> int:
+def list_documents(services: Services) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rag.store import open_store
-
-    with open_store(settings) as store:
+    with services.open_store() as store:
         records = store.documents()
     if not records:
-        print(f"The knowledge base {settings.collection!r} holds no documents yet.")
+        print(f"The knowledge base {services.settings.collection!r} holds no documents yet.")
         return 0
     if sys.stdout.isatty():
         table = Table("title", "chunks", "ingested (UTC)")
@@ -148,11 +155,11 @@ def list_documents(settings: Settings) -> int:
     return 0
 
 
-def delete_document(settings: Settings, path: Path) -> int:
+def delete_document(services: Services, path: Path) -> int:
     from ingest.writer import remove_document
-    from rag.store import doc_id_for, open_store
+    from rag.store import doc_id_for
 
-    with open_store(settings) as store:
+    with services.open_store() as store:
         record = store.document(doc_id_for(str(path.resolve())))
         if record is None:
             print(f"{path} is not in the knowledge base (see --list).", file=sys.stderr)

@@ -1,11 +1,16 @@
-"""From a question to a grounded, cited answer from an Ollama model.
+"""From a question to a grounded, cited answer from a model on any configured server.
 
     question ─(follow-up? rewrite)─> retrieval ─> budget from the model's real window
-             ─> pack passages ─> /api/chat with num_ctx and num_predict, streamed
-             ─> truncation check against prompt_eval_count ─> calibration ─> AnswerResult
+             ─> pack passages ─> ChatBackend.chat (Ollama: num_ctx on every request), streamed
+             ─> Usage: prompt tokens, a silent cut (window filled), calibration ─> AnswerResult
 
 `Chain.stream()` yields `str` deltas as the model writes and the `AnswerResult` last;
-`Chain.ask()` returns only the result. `Chain.search()` is retrieval alone (no model).
+`Chain.ask()` returns only the result. `Chain.search()` is retrieval alone (no model). The
+chain knows the `ModelHub`, never a server's own client.
+
+A server that rejects the prompt as longer than its window (OpenAI-compatible servers reject,
+where Ollama cuts silently) teaches kb that window: the passages are packed again for it and
+sent once more, and the result says so in `notice`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ from typing import Any
 from rag.calibration import Calibration
 from rag.context import PackedContext, TokenEstimator, pack
 from rag.embeddings import Embedder
-from rag.errors import EmptyKnowledgeBaseError, KBError
-from rag.models import FACTS_MAX_AGE_S, ModelFacts, effective_window, model_facts
-from rag.ollama_client import OllamaGateway
+from rag.errors import (
+    EmptyKnowledgeBaseError,
+    KBError,
+    PromptTooLongError,
+    QuestionTooLongError,
+)
+from rag.llm.base import ModelFacts, ModelRef, TextDelta, Usage, collect_text
+from rag.llm.hub import ModelHub
+from rag.models import FACTS_MAX_AGE_S, effective_window, window_facts
 from rag.prompts import SYSTEM_PROMPT, rewrite_message, user_message
 from rag.retrieve import Passage, RetrievalParams, Retriever, SearchFilters
 from rag.settings import Settings
@@ -31,8 +42,12 @@ from rag.store import Store
 log = logging.getLogger(__name__)
 
 HISTORY_SHARE = 0.25  # at most this share of the window goes to earlier turns
+ANSWER_SHARE = 4  # the answer takes at most 1/4 of the window
 REWRITE_TOKENS = 96
 MIN_CONTEXT_TOKENS = 64
+# A prompt count under half of kb's (high) estimate is no measure of the prompt: servers with a
+# prompt cache count only the tokens they evaluated. Such counts do not calibrate.
+UNCACHED_SHARE = 0.5
 Message = dict[str, str]
 
 
@@ -50,27 +65,36 @@ class Citation:
 
 @dataclass
 class AnswerResult:
+    """One answer. `model` is the model id (`name@server`). Token figures are tokens: `window`
+    is the window packed for (sent as Ollama's num_ctx), `prompt_tokens`/`output_tokens` the
+    counts of `counted_by` (server, tokenizer or estimate). Times are milliseconds."""
+
     question: str
     search_query: str
     model: str
+    server: str = ""
     answer: str = ""
     citations: list[Citation] = field(default_factory=list)
     passages: list[dict[str, Any]] = field(default_factory=list)
     window: int = 0
-    num_ctx: int = 0
-    num_predict: int = 0
+    window_source: str | None = None  # trained, server, setting, learned or default
+    max_tokens: int = 0
     context_tokens: int = 0  # estimated tokens of the packed passages
     prompt_tokens_estimate: int = 0
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    counted_by: str | None = None
     retrieval_ms: float = 0.0
     ttft_ms: float | None = None
+    prompt_ms: float | None = None  # the server's own prompt-evaluation time, where it gives it
     total_ms: float = 0.0
     tokens_per_s: float | None = None
-    truncated: bool = False
+    truncated: bool = False  # Ollama cut the prompt silently (it filled the window)
+    repacked: bool = False  # the server rejected the prompt as too long; sent again, smaller
+    notice: str | None = None  # one sentence about how the answer was made, for the user
     partial: bool = False  # the stream broke off; `answer` is what arrived
     error: str | None = None
-    done_reason: str | None = None
+    finish_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,13 +106,13 @@ class Chain:
         settings: Settings,
         store: Store,
         embedder: Embedder,
-        gateway: OllamaGateway,
+        models: ModelHub,
         params: RetrievalParams | None = None,
         calibration: Calibration | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.gateway = gateway
+        self.models = models
         params = params or RetrievalParams(candidates=settings.retrieval_candidates)
         self.retriever = Retriever(store, embedder, params)
         self.calibration = calibration or Calibration(settings.data_dir)
@@ -104,8 +128,11 @@ class Chain:
         return self.retriever.search(query, filters)
 
     def facts(self, model: str) -> ModelFacts:
-        # The gateway outlives chains in the app; a minute-old /api/show is still right.
-        return model_facts(self.gateway, model, max_age_s=FACTS_MAX_AGE_S)
+        """The model's facts with the window kb packs for (see `rag.models.window_facts`)."""
+        ref = self.models.resolve(model)
+        # The hub outlives chains in the app; minute-old facts are still right.
+        facts = self.models.backend(ref.server).facts(ref.name, max_age_s=FACTS_MAX_AGE_S)
+        return window_facts(facts, self.settings, self.calibration.learned_window(ref.id))
 
     # -- answers --
 
@@ -130,41 +157,98 @@ class Chain:
         history: Sequence[Message] = (),
         filters: SearchFilters | None = None,
     ) -> Iterator[str | AnswerResult]:
+        """Yields the answer's text deltas, then the `AnswerResult`. Raises `KBError`s of the
+        store and the model server (one sentence each) before the first delta; an error after
+        it ends the stream with `partial` set."""
         started = time.perf_counter()
-        model = model or self.settings.model
-        window = effective_window(self.facts(model), self.settings)
-        estimator = self.calibration.estimator(model)
+        ref = self.models.resolve(model or self.settings.model)
+        facts = self.facts(ref.id)
+        window = effective_window(facts, self.settings)
+        estimator = self.calibration.estimator(ref.id)
+        self._check_question_fits(question, window, estimator, ref)
         kept_history = trim_history(list(history), int(window * HISTORY_SHARE), estimator)
-        query = self.standalone_query(question, kept_history, model, window)
+        query = self.standalone_query(question, kept_history, ref, window)
 
         retrieval_started = time.perf_counter()
         passages = self.search(query, filters)
         retrieval_ms = (time.perf_counter() - retrieval_started) * 1000
 
-        budget = self.context_budget(window, kept_history, question, estimator)
-        packed = pack(passages, budget, estimator)
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            *kept_history,
-            {"role": "user", "content": user_message(packed.text, question)},
-        ]
         result = AnswerResult(
-            question=question,
-            search_query=query,
-            model=model,
-            passages=[passage_record(n, p) for n, p in enumerate(packed.passages, 1)],
-            window=window,
-            num_ctx=window,
-            num_predict=self.settings.answer_tokens,
-            context_tokens=packed.tokens,
-            prompt_tokens_estimate=estimator.messages(messages),
+            question=question, search_query=query, model=ref.id, server=ref.server,
+            window_source=facts.window_source,
             retrieval_ms=round(retrieval_ms, 1),
-        )
-        yield from self._generate(result, messages, started)
+        )  # fmt: skip
+        packed, messages = self._prepare(result, passages, kept_history, window, estimator)
+        try:
+            yield from self._generate(result, ref, messages, started)
+        except PromptTooLongError as err:
+            smaller = self._learn_window(ref, err, window)
+            packed, messages = self._prepare(result, passages, kept_history, smaller, estimator)
+            result.repacked = True
+            result.notice = (
+                f"The server rejected the prompt as too long for its {smaller:,}-token window; "
+                "kb packed fewer passages and asked again."
+            )
+            yield from self._generate(result, ref, messages, started)
         self._check_truncation(result, messages)
         result.citations = resolve_citations(result.answer, packed)
         result.total_ms = round((time.perf_counter() - started) * 1000, 1)
         yield result
+
+    def _prepare(
+        self,
+        result: AnswerResult,
+        passages: list[Passage],
+        history: list[Message],
+        window: int,
+        estimator: TokenEstimator,
+    ) -> tuple[PackedContext, list[Message]]:
+        """Pack the passages for `window` and fill the result's packing figures."""
+        budget = self.context_budget(window, history, result.question, estimator)
+        packed = pack(passages, budget, estimator)
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            *history,
+            {"role": "user", "content": user_message(packed.text, result.question)},
+        ]
+        result.window = window
+        result.max_tokens = self.answer_tokens(window)
+        result.passages = [passage_record(n, p) for n, p in enumerate(packed.passages, 1)]
+        result.context_tokens = packed.tokens
+        result.prompt_tokens_estimate = estimator.messages(messages)
+        return packed, messages
+
+    def answer_tokens(self, window: int) -> int:
+        """Tokens reserved for the answer: `KB_ANSWER_TOKENS`, at most a quarter of a small
+        window (a 700-token window cannot hold 512 of answer and the passages too)."""
+        return min(self.settings.answer_tokens, window // ANSWER_SHARE)
+
+    def _learn_window(self, ref: ModelRef, err: PromptTooLongError, window: int) -> int:
+        """The window to pack for after the server rejected a prompt sized for `window`: the
+        one it stated (remembered for the next time), else half of what was tried."""
+        if err.window is not None and err.window < window:
+            self.calibration.record_window(ref.id, err.window)
+            return err.window
+        smaller = max(window // 2, MIN_CONTEXT_TOKENS * 4)
+        if smaller >= window:
+            raise err
+        return smaller
+
+    def _check_question_fits(
+        self, question: str, window: int, estimator: TokenEstimator, ref: ModelRef
+    ) -> None:
+        fixed = estimator.messages(
+            [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user_message("", question)},
+            ]
+        )
+        if fixed + self.answer_tokens(window) + self.settings.safety_margin > window:
+            raise QuestionTooLongError(
+                f"The question alone (about {estimator.estimate(question):,} tokens) does not fit "
+                f"the {window:,}-token window of {ref.id}; shorten it or choose a model with a "
+                "larger window."
+            )
 
     def context_budget(
         self, window: int, history: list[Message], question: str, estimator: TokenEstimator
@@ -177,13 +261,13 @@ class Chain:
                 {"role": "user", "content": user_message("", question)},
             ]
         )
-        room = window - fixed - self.settings.answer_tokens - self.settings.safety_margin
+        room = window - fixed - self.answer_tokens(window) - self.settings.safety_margin
         if self.settings.context_tokens is not None:
             room = min(room, self.settings.context_tokens)
         return max(room, MIN_CONTEXT_TOKENS)
 
     def standalone_query(
-        self, question: str, history: list[Message], model: str, window: int
+        self, question: str, history: list[Message], model: ModelRef | str, window: int
     ) -> str:
         """A follow-up rewritten by the model into a question that can be searched alone;
         without history the question itself. If the model fails, the previous question
@@ -192,14 +276,13 @@ class Chain:
             return question
         previous = next((t["content"] for t in reversed(history) if t["role"] == "user"), "")
         fallback = f"{previous} {question}".strip()
+        message = [{"role": "user", "content": rewrite_message(question, history)}]
         try:
-            reply = self.gateway.chat(
-                model,
-                [{"role": "user", "content": rewrite_message(question, history)}],
-                options={"num_ctx": window, "num_predict": REWRITE_TOKENS, "temperature": 0},
-                stream=False,
+            text, _ = collect_text(
+                self.models.chat(
+                    str(model), message, window=window, max_tokens=REWRITE_TOKENS, temperature=0
+                )
             )
-            text = next(iter(reply)).message.content or ""
         except KBError as err:
             log.warning("Query rewrite failed (%s); searching with the joined question.", err)
             return fallback
@@ -207,56 +290,66 @@ class Chain:
         return rewritten or fallback
 
     def _generate(
-        self, result: AnswerResult, messages: list[Message], started: float
+        self, result: AnswerResult, ref: ModelRef, messages: list[Message], started: float
     ) -> Iterator[str]:
-        options = {"num_ctx": result.num_ctx, "num_predict": result.num_predict}
+        backend = self.models.backend(ref.server)
         parts: list[str] = []
+        events = backend.chat(
+            ref.name, messages, window=result.window, max_tokens=result.max_tokens
+        )
         try:
-            for chunk in self.gateway.chat(result.model, messages, options=options):
-                delta = (chunk.message.content or "") if chunk.message else ""
-                if delta:
+            for event in events:
+                if isinstance(event, TextDelta):
                     if result.ttft_ms is None:
                         result.ttft_ms = round((time.perf_counter() - started) * 1000, 1)
-                    parts.append(delta)
-                    yield delta
-                if chunk.done:
-                    _read_final_counts(result, chunk)
+                    parts.append(event.text)
+                    yield event.text
+                else:
+                    _read_usage(result, event)
         except KBError as err:
             if not parts:
                 raise
             result.partial = True
             result.error = str(err)
+        finally:
+            events.close()
         result.answer = "".join(parts)
 
     def _check_truncation(self, result: AnswerResult, messages: list[Message]) -> None:
-        count = result.prompt_eval_count
-        if count is None or result.partial:
+        if result.prompt_tokens is None or result.partial or result.counted_by != "server":
             return
         prompt_chars = sum(len(m["content"]) for m in messages)
-        if was_cut(count, result.num_ctx, result.prompt_tokens_estimate):
-            result.truncated = True
+        partly_cached = result.prompt_tokens < UNCACHED_SHARE * result.prompt_tokens_estimate
+        if partly_cached and not result.truncated:
+            return  # likely only the tokens the server did not have cached: not a sample
+        if result.truncated:
             log.warning(
-                "Ollama cut the prompt for %s: it read %d tokens of an estimated %d with "
-                "num_ctx %d; the next request packs less.",
-                result.model, count, result.prompt_tokens_estimate, result.num_ctx,
+                "%s cut the prompt: it read %d tokens of an estimated %d with a window of %d; "
+                "the next request packs less.",
+                result.server, result.prompt_tokens, result.prompt_tokens_estimate, result.window,
             )  # fmt: skip
-            self.calibration.record_cut(result.model, prompt_chars, result.num_ctx)
+            self.calibration.record_cut(result.model, prompt_chars, result.window)
         else:
-            self.calibration.record(result.model, prompt_chars, count)
+            self.calibration.record(result.model, prompt_chars, result.prompt_tokens)
 
 
-def was_cut(prompt_eval_count: int, num_ctx: int, estimate: int) -> bool:
-    """Ollama reports the tokens it kept. A prompt that filled the whole window, or one far
-    shorter than the (conservative) estimate, lost tokens on the way."""
-    return prompt_eval_count >= num_ctx - 1 or prompt_eval_count < 0.5 * estimate
+def filled_window(usage: Usage) -> bool:
+    """Ollama keeps at most `num_ctx` prompt tokens and drops the rest silently; only a count
+    that reached the window shows it. A count under kb's estimate proves nothing: the estimate
+    runs high on dense text, and some servers report only the tokens they did not cache."""
+    if usage.window is None or usage.prompt_tokens is None or usage.counted_by != "server":
+        return False
+    return usage.prompt_tokens >= usage.window - 1
 
 
-def _read_final_counts(result: AnswerResult, chunk: Any) -> None:
-    result.prompt_eval_count = chunk.prompt_eval_count
-    result.eval_count = chunk.eval_count
-    result.done_reason = chunk.done_reason
-    if chunk.eval_count and chunk.eval_duration:
-        result.tokens_per_s = round(chunk.eval_count / (chunk.eval_duration / 1e9), 2)
+def _read_usage(result: AnswerResult, usage: Usage) -> None:
+    result.prompt_tokens = usage.prompt_tokens
+    result.output_tokens = usage.output_tokens
+    result.counted_by = usage.counted_by
+    result.prompt_ms = usage.prompt_ms
+    result.finish_reason = usage.finish_reason
+    result.tokens_per_s = usage.output_tokens_per_s
+    result.truncated = filled_window(usage)
 
 
 def trim_history(history: list[Message], budget: int, estimator: TokenEstimator) -> list[Message]:

@@ -11,29 +11,23 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rag.errors import EXIT_ERROR, run_reporting_errors
-from rag.models import (
-    ModelFacts,
-    canonical_model_name,
-    effective_window,
-    kv_cache_mib,
-    list_model_facts,
-)
-from rag.ollama_client import OllamaGateway
+from rag.models import list_model_facts, model_row
 from rag.retrieve import SearchFilters
+from rag.service import Services, build_services
 from rag.settings import Settings, load_settings
 from rag.store import doc_id_for
 
-Command = Callable[[argparse.Namespace, Settings], int]
+Command = Callable[[argparse.Namespace, Services], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m rag", description="Ask the knowledge base and inspect the Ollama models."
+        prog="python -m rag",
+        description="Ask the knowledge base and inspect the models of every configured server."
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ask_command(subcommands)
@@ -49,7 +43,10 @@ def _add_ask_command(subcommands: Any) -> None:
         "model's answer, then list the cited sources.",
     )
     ask.add_argument("question")
-    ask.add_argument("--model", help="an Ollama model (default: KB_MODEL)")
+    ask.add_argument(
+        "--model", help="a model id (name@server) or name from `python -m rag models` "
+        "(default: KB_MODEL)"
+    )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--search", action="store_true", help="only retrieve; no model is asked")
     ask.add_argument(
@@ -78,9 +75,10 @@ def search_filters(args: argparse.Namespace) -> SearchFilters | None:
 def _add_models_command(subcommands: Any) -> None:
     models = subcommands.add_parser(
         "models",
-        help="list the Ollama models with their context windows and KV-cache sizes",
-        description="List the models Ollama serves: trained context, the window kb will use, "
-        "the KV cache that window costs, and the licence.",
+        help="list the models of every server with their windows and KV-cache sizes",
+        description="List the models every configured server offers (Ollama, OpenAI-compatible "
+        "servers): trained context, the window kb will use and where it comes from, the KV "
+        "cache that window costs, and the licence.",
     )
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=run_models)
@@ -89,23 +87,27 @@ def _add_models_command(subcommands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.run
-    return run_reporting_errors(lambda: command(args, load_settings()))
+
+    def run() -> int:
+        with build_services(load_settings()) as services:
+            return command(args, services)
+
+    return run_reporting_errors(run)
 
 
 # -- ask --
 
 
-def run_ask(args: argparse.Namespace, settings: Settings) -> int:
+def run_ask(args: argparse.Namespace, services: Services) -> int:
     from rag.chain import AnswerResult
-    from rag.service import open_chain
 
-    with open_chain(settings) as chain:
+    with services.open_chain() as chain:
         filters = search_filters(args)
         if args.search:
             return _print_search(chain.search(args.question, filters), args.json)
-        if not chain.gateway.is_reachable():
+        if not services.models.is_reachable():
             # No model to answer, but the passages can still be found.
-            print(chain.gateway.unreachable_message(), file=sys.stderr)
+            print(services.models.unreachable_message(), file=sys.stderr)
             _print_search(chain.search(args.question, filters), args.json)
             return EXIT_ERROR
         result = None
@@ -139,39 +141,41 @@ def _print_answer_footer(result: Any) -> None:
     if result.partial:
         print(f"(the answer broke off: {result.error})", file=sys.stderr)
     if result.truncated:
-        print("Warning: Ollama cut the prompt; this answer may ignore some passages.",
+        print(f"Warning: {result.server} cut the prompt; this answer may ignore some passages.",
               file=sys.stderr)  # fmt: skip
+    if result.notice:
+        print(f"Note: {result.notice}", file=sys.stderr)
     for citation in result.citations:
         print(f"[{citation.n}] {citation.source}")
+    print(f"({answer_figures(result)})")
+
+
+def answer_figures(result: Any) -> str:
+    """The model and how the answer was made, in one line of plain words."""
     speed = f", {result.tokens_per_s:.1f} tokens/s" if result.tokens_per_s else ""
     first = f", first token {result.ttft_ms:.0f} ms" if result.ttft_ms is not None else ""
-    print(
-        f"({result.model}: context {result.context_tokens}/{result.window} tokens, num_ctx "
-        f"{result.num_ctx}, prompt_eval_count {result.prompt_eval_count}{first}{speed})"
+    counted = "" if result.counted_by in (None, "server") else f" ({result.counted_by})"
+    prompt = f"{result.prompt_tokens:,}" if result.prompt_tokens is not None else "?"
+    return (
+        f"{result.model}: passages {result.context_tokens:,} of a {result.window:,}-token "
+        f"window, prompt tokens {prompt}{counted}{first}{speed}"
     )
 
 
 # -- models --
 
 
-def model_row(facts: ModelFacts, settings: Settings) -> dict[str, Any]:
-    """One model as plain data: its facts plus the window kb uses and that window's KV cache."""
-    window = effective_window(facts, settings) if facts.pulled else None
-    kv = kv_cache_mib(facts, window) if window is not None else None
-    return {
-        **asdict(facts),
-        "effective_window": window,
-        "kv_cache_mib": round(kv, 1) if kv is not None else None,
-    }
-
-
-def run_models(args: argparse.Namespace, settings: Settings) -> int:
-    with OllamaGateway(settings) as gateway:
-        rows = [model_row(f, settings) for f in list_model_facts(gateway, settings)]
+def run_models(args: argparse.Namespace, services: Services) -> int:
+    settings = services.settings
+    learned = services.calibration.learned_window
+    rows = [
+        model_row(f, settings, learned(f.id))
+        for f in list_model_facts(services.models, settings)
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_models_table(rows, settings)
+        _print_models_table(rows, settings, services.models.reachability())
     return 0
 
 
@@ -185,23 +189,41 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _print_models_table(rows: list[dict[str, Any]], settings: Settings) -> None:
+def _print_models_table(
+    rows: list[dict[str, Any]], settings: Settings, reachable: dict[str, bool]
+) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="Ollama models", title_justify="left", caption="* the default model")
-    table.add_column("model", no_wrap=True)
+    down = [name for name, up in reachable.items() if not up]
+    caption = "* the default model" + (f"; not reachable: {', '.join(down)}" if down else "")
+    table = Table(title="Models", title_justify="left", caption=escape(caption))
+    for header in ("model", "server"):
+        table.add_column(header, no_wrap=True)
     for header in ("family", "params", "quant"):
         table.add_column(header)
     for header in ("trained ctx", "window", "KV MiB"):
         table.add_column(header, justify="right")
+    table.add_column("window from")
     table.add_column("license")
-    default = canonical_model_name(settings.model)
+    default = _default_id(rows, settings.model)
     for row in rows:
-        name = escape(row["name"]) + (" *" if row["name"] == default else "")
-        family = escape(_shown(row["family"])) if row["pulled"] else "[dim]not pulled[/dim]"
+        name = escape(row["name"]) + (" *" if row["id"] == default else "")
+        family = escape(_shown(row["family"])) if row["pulled"] else "[dim]not found[/dim]"
         cells = [row[k] for k in ("parameter_size", "quantization", "context_length")]
-        cells += [row["effective_window"], row["kv_cache_mib"], row["license"]]
-        table.add_row(name, family, *(escape(_shown(c)) for c in cells))
+        cells += [row["effective_window"], row["kv_cache_mib"], row["window_source"]]
+        cells += [row["license"]]
+        server = escape(row["server"] or "-")
+        table.add_row(name, server, family, *(escape(_shown(c)) for c in cells))
     Console().print(table)
+
+
+def _default_id(rows: list[dict[str, Any]], model: str) -> str | None:
+    """The id of the row KB_MODEL names (configured models come first in `rows`)."""
+    from rag.llm.hub import same_model
+
+    for row in rows:
+        if row["id"] == model or same_model(row["name"], model):
+            return row["id"]
+    return None

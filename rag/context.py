@@ -1,7 +1,7 @@
 """Token estimates and packing passages into a context budget.
 
 Ollama has no tokenize endpoint, so tokens are estimated from text, conservatively, and the
-estimate is calibrated per model from the `prompt_eval_count` of earlier answers
+estimate is calibrated per model from the prompt tokens servers counted for earlier answers
 (`rag/calibration.py`).
 """
 

@@ -1,5 +1,6 @@
 """Errors a user can hit. Each carries one sentence that says what happened and what to do."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -32,29 +33,57 @@ class EmptyKnowledgeBaseError(KBError):
     pass
 
 
-class OllamaUnreachableError(KBError):
-    pass
+class ServerUnreachableError(KBError):
+    """No configured model server answered (or the one a model lives on did not)."""
 
 
 class ModelNotFoundError(KBError):
     pass
 
 
-class OllamaTimeoutError(KBError):
+class ModelTimeoutError(KBError):
     pass
 
 
-class OllamaResponseError(KBError):
-    pass
+class ModelResponseError(KBError):
+    """The server answered with an error, broke off, or sent something unreadable."""
+
+
+class ModelAuthError(ModelResponseError):
+    """The server refused the API key."""
+
+
+class MalformedReplyError(ModelResponseError):
+    """Structured output that is not JSON or does not match its schema."""
+
+
+class PromptTooLongError(ModelResponseError):
+    """The server rejected the prompt as longer than its window. `window` is the window the
+    server stated in its error (tokens), when it stated one."""
+
+    def __init__(self, message: str, window: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+
+
+class QuestionTooLongError(KBError):
+    """The question alone does not fit the model's window; nothing was sent."""
+
+
+# Ollama's own names, kept for the Ollama adapter's callers and older code.
+OllamaUnreachableError = ServerUnreachableError
+OllamaTimeoutError = ModelTimeoutError
+OllamaResponseError = ModelResponseError
 
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `... | head`
 
 
 def run_reporting_errors(command: Callable[[], int], interrupted: str = "Interrupted.") -> int:
     """Run a command-line entry point: a `KBError` ends in its one sentence on stderr and exit
-    code 2, Ctrl-C in `interrupted` and 130; never a traceback for either."""
+    code 2, Ctrl-C in `interrupted` and 130, a closed pipe quietly in 141; never a traceback."""
     try:
         return command()
     except KBError as err:
@@ -63,3 +92,13 @@ def run_reporting_errors(command: Callable[[], int], interrupted: str = "Interru
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """The reader of our output went away (`| head`): point stdout at /dev/null so that the
+    interpreter's final flush does not raise again (the recipe of Python's `signal` docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,118 +1,62 @@
-"""What we know about each Ollama model: read from `/api/show` and `/api/tags`, plus the catalog.
+"""What we know about each model, whatever its server: the window kb packs for, and the KV cache.
 
-The numbers that matter for packing a prompt are the trained context length and the window we
-actually ask for (`effective_window`), and for memory the KV cache that window costs
+The adapters (`rag/llm/`) read each server's own facts into `ModelFacts`; here they become the
+window kb actually uses (`effective_window`) and, for memory, the KV cache that window costs
 (`kv_cache_mib`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import ollama
+from dataclasses import asdict, replace
+from typing import Any
 
 from rag.catalog import lookup
 from rag.errors import ModelNotFoundError
+from rag.llm.base import ModelFacts, ModelRef
+from rag.llm.hub import ModelHub, same_model
 from rag.settings import Settings
 
-if TYPE_CHECKING:
-    from rag.ollama_client import OllamaGateway
-
-CONSERVATIVE_WINDOW = 2048  # when a model does not say how long a context it was trained on
+# When nothing states a window: small enough for any model served today, so a first request is
+# not rejected; a server's "maximum context length" error then teaches the real one.
+CONSERVATIVE_WINDOW = 2048
 F16_BYTES = 2
 MIB = 2**20
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    name: str
-    family: str | None = None
-    parameter_count: int | None = None
-    parameter_size: str | None = None
-    quantization: str | None = None
-    architecture: str | None = None
-    context_length: int | None = None  # trained context, in tokens
-    block_count: int | None = None
-    head_count: int | None = None
-    head_count_kv: int | None = None
-    embedding_length: int | None = None
-    key_length: int | None = None  # per-head K width, when the model states it (e.g. Gemma)
-    value_length: int | None = None
-    size_bytes: int | None = None
-    license: str | None = None
-    notes: str | None = None
-    pulled: bool = True
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer fact; a per-layer list (some architectures) counts as its largest value."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list | tuple):
-        numbers = [v for v in (_as_int(item) for item in value) if v is not None]
-        return max(numbers) if numbers else None
-    return None
-
-
-def _info_value(info: Mapping[str, Any], architecture: str | None, suffix: str) -> Any:
-    """`<arch>.<suffix>`, else any key ending in `.<suffix>` whatever its prefix."""
-    if architecture and f"{architecture}.{suffix}" in info:
-        return info[f"{architecture}.{suffix}"]
-    return next((v for k, v in info.items() if k.endswith(f".{suffix}")), None)
-
-
-def facts_from_show(
-    name: str, shown: ollama.ShowResponse, listed: ollama.ListResponse.Model | None = None
-) -> ModelFacts:
-    info: Mapping[str, Any] = shown.modelinfo or {}
-    details = shown.details or (listed.details if listed else None)
-    architecture = info.get("general.architecture")
-    family = details.family if details else None
-    entry = lookup(name, family)
-
-    def fact(suffix: str) -> int | None:
-        return _as_int(_info_value(info, architecture, suffix))
-
-    return ModelFacts(
-        name=name,
-        family=family,
-        parameter_count=_as_int(info.get("general.parameter_count")),
-        parameter_size=details.parameter_size if details else None,
-        quantization=details.quantization_level if details else None,
-        architecture=str(architecture) if architecture else None,
-        context_length=fact("context_length"),
-        block_count=fact("block_count"),
-        head_count=fact("attention.head_count"),
-        head_count_kv=fact("attention.head_count_kv"),
-        embedding_length=fact("embedding_length"),
-        key_length=fact("attention.key_length"),
-        value_length=fact("attention.value_length"),
-        size_bytes=int(listed.size) if listed and listed.size is not None else None,
-        license=entry.license if entry else None,
-        notes=entry.note if entry else None,
-    )
-
-
-def not_pulled_facts(name: str) -> ModelFacts:
+def not_pulled_facts(name: str, server: str = "") -> ModelFacts:
     entry = lookup(name)
     return ModelFacts(
         name=name,
+        server=server,
         license=entry.license if entry else None,
         notes=entry.note if entry else None,
         pulled=False,
     )
 
 
-def effective_window(facts: ModelFacts, settings: Settings) -> int:
-    """The num_ctx to ask for: the trained context, capped by the settings."""
-    trained = facts.context_length or CONSERVATIVE_WINDOW
-    return min(trained, settings.cap_for(facts.name))
+def window_facts(facts: ModelFacts, settings: Settings, learned: int | None = None) -> ModelFacts:
+    """The facts with the window kb packs for, in this order: what the server states (or, for
+    Ollama, the trained context), `KB_CONTEXT_WINDOWS`, a window `learned` from the server's
+    own "too long" error, else `CONSERVATIVE_WINDOW`. A learned window smaller than the stated
+    one wins: the server rejected prompts that fit the stated one (llama.cpp with `--parallel`
+    gives each slot a share of `n_ctx`)."""
+    if facts.window is not None:
+        if learned is not None and learned < facts.window:
+            return facts.with_window(learned, "learned")
+        return facts
+    setting = settings.window_setting(facts.id)
+    if setting is not None:
+        return facts.with_window(setting, "setting")
+    if learned is not None:
+        return facts.with_window(learned, "learned")
+    return facts.with_window(CONSERVATIVE_WINDOW, "default")
+
+
+def effective_window(facts: ModelFacts, settings: Settings, learned: int | None = None) -> int:
+    """The window to pack for (Ollama's num_ctx), in tokens: the model's window (see
+    `window_facts`), capped by `KB_CONTEXT_CAPS`/`KB_CONTEXT_CAP`."""
+    window = window_facts(facts, settings, learned).window or CONSERVATIVE_WINDOW
+    return min(window, settings.cap_for(facts.id))
 
 
 def _kv_values_per_token_per_layer(facts: ModelFacts) -> float | None:
@@ -142,25 +86,56 @@ def canonical_model_name(name: str) -> str:
 FACTS_MAX_AGE_S = 60.0
 
 
-def model_facts(gateway: OllamaGateway, name: str, max_age_s: float = 0.0) -> ModelFacts:
-    return facts_from_show(name, gateway.show(name, max_age_s=max_age_s))
+def configured_models(settings: Settings) -> list[str]:
+    """`KB_MODEL` then `KB_MODELS`, each once, as written (ids or bare names)."""
+    return list(dict.fromkeys([settings.model, *settings.models]))
 
 
-def list_model_facts(gateway: OllamaGateway, settings: Settings) -> list[ModelFacts]:
-    """Every pulled model, the configured ones first; configured models not pulled anywhere are
-    included with `pulled=False`."""
-    listed = {canonical_model_name(m.model or ""): m for m in gateway.list_models()}
-    configured = [
-        canonical_model_name(n) for n in dict.fromkeys([settings.model, *settings.models])
-    ]
-    ordered = list(dict.fromkeys([*configured, *sorted(listed)]))
-    facts = []
-    for name in ordered:
-        if name not in listed:
-            facts.append(not_pulled_facts(name))
-            continue
-        try:
-            facts.append(facts_from_show(name, gateway.show(name), listed[name]))
-        except ModelNotFoundError:  # removed between the listing and the show
-            facts.append(not_pulled_facts(name))
+def list_model_facts(models: ModelHub, settings: Settings) -> list[ModelFacts]:
+    """Every model of every reachable server, the configured ones first; configured models
+    found on no server are included, as configured, with `pulled=False`. Raises
+    `ServerUnreachableError` when no server answers."""
+    listed = models.list_models()
+    facts: list[ModelFacts] = []
+    found: set[str] = set()
+    for wanted in configured_models(settings):
+        match = next((m for m in listed if _names(m.ref, wanted)), None)
+        if match is None:
+            facts.append(not_pulled_facts(wanted))
+        elif match.id not in found:
+            facts.append(_facts_of(models, match.ref, listed))
+            found.add(match.id)
+    for model in listed:
+        if model.id not in found:
+            facts.append(_facts_of(models, model.ref, listed))
+            found.add(model.id)
     return facts
+
+
+def _names(ref: ModelRef, wanted: str) -> bool:
+    """Whether a configured id or bare name names this model."""
+    return ref.id == wanted or same_model(ref.name, wanted)
+
+
+def _facts_of(models: ModelHub, ref: ModelRef, listed: list) -> ModelFacts:
+    try:
+        facts = models.backend(ref.server).facts(ref.name)
+    except ModelNotFoundError:  # removed between the listing and the facts
+        return not_pulled_facts(ref.name, ref.server)
+    size = next((m.size_bytes for m in listed if m.ref == ref), None)
+    return facts if facts.size_bytes is not None else replace(facts, size_bytes=size)
+
+
+def model_row(facts: ModelFacts, settings: Settings, learned: int | None = None) -> dict[str, Any]:
+    """One model as plain data: its facts (with `id`, `name@server`) plus the window kb uses,
+    where that window comes from, and the KV cache it costs in MiB."""
+    if facts.pulled:
+        facts = window_facts(facts, settings, learned)
+    window = effective_window(facts, settings, learned) if facts.pulled else None
+    kv = kv_cache_mib(facts, window) if window is not None else None
+    return {
+        "id": facts.id,
+        **asdict(facts),
+        "effective_window": window,
+        "kv_cache_mib": round(kv, 1) if kv is not None else None,
+    }

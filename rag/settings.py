@@ -7,11 +7,22 @@ field names as keys; the environment wins over the file.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +38,8 @@ UPSTREAM_NAMES = {
     "ollama_host": "OLLAMA_HOST",
     "qdrant_url": "QDRANT_URL",
     "qdrant_api_key": "QDRANT_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
 }
 
 
@@ -35,6 +48,18 @@ def _upstream(field: str) -> AliasChoices:
 
 
 CommaList = Annotated[list[str], NoDecode]
+
+
+class OpenAIServer(BaseModel):
+    """One OpenAI-compatible server (llama.cpp's server, vLLM, LM Studio, ...). `url` is its
+    API base, usually ending in `/v1`; `name` marks its models (`model@name`); `api_key` is
+    needed only by servers started with one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    api_key: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -73,6 +98,22 @@ class Settings(BaseSettings):
     answer_tokens: int = Field(512, ge=16, description="Tokens reserved for the answer.")
     safety_margin: int = Field(64, ge=0)
     ollama_timeout_s: float = Field(120.0, gt=0)
+    openai_base_url: str | None = Field(
+        None, pattern=r"^https?://", validation_alias=_upstream("openai_base_url")
+    )
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_upstream("openai_api_key"))
+    openai_name: str | None = Field(
+        None, description="Label of the OPENAI_BASE_URL server in model ids; default host:port."
+    )
+    openai_servers: list[OpenAIServer] = Field(
+        default_factory=list,
+        description='Several OpenAI-compatible servers, as JSON: [{"name", "url", "api_key"}].',
+    )
+    openai_timeout_s: float = Field(300.0, gt=0, description="Per request to those servers.")
+    context_windows: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-model window for servers that do not state one (model name or id).",
+    )
 
     # -- retrieval --
     retrieval_candidates: int = Field(40, ge=1, le=1000)
@@ -84,6 +125,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Calibration, marks and evaluation runs.")
     upload_max_mb: float = Field(25.0, gt=0)
     app_password: SecretStr | None = None
+
+    @field_validator("openai_base_url", "openai_api_key", "openai_name", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # compose passes `${OPENAI_BASE_URL:-}`: an empty variable means "not set"
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("openai_servers", "context_windows", "context_caps", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any, info: ValidationInfo) -> Any:
+        # the environment source decodes JSON itself; `kb.toml` and callers may pass the text
+        if isinstance(value, str):
+            empty: Any = [] if info.field_name == "openai_servers" else {}
+            return json.loads(value) if value.strip() else empty
+        return value
 
     @field_validator("ollama_hosts", "models", mode="before")
     @classmethod
@@ -123,9 +179,37 @@ class Settings(BaseSettings):
     def all_ollama_hosts(self) -> list[str]:
         return list(self.ollama_hosts) or [self.ollama_host]
 
+    @property
+    def all_openai_servers(self) -> list[OpenAIServer]:
+        """`KB_OPENAI_SERVERS`, and `OPENAI_BASE_URL` (with `OPENAI_API_KEY`) as one more."""
+        servers = list(self.openai_servers)
+        if self.openai_base_url:
+            name = self.openai_name or _host_label(self.openai_base_url)
+            key = self.openai_api_key
+            servers.append(OpenAIServer(name=name, url=self.openai_base_url, api_key=key))
+        return servers
+
     def cap_for(self, model: str) -> int:
-        base = model.split(":")[0]
-        return self.context_caps.get(model, self.context_caps.get(base, self.context_cap))
+        return _per_model(self.context_caps, model) or self.context_cap
+
+    def window_setting(self, model: str) -> int | None:
+        """`KB_CONTEXT_WINDOWS` for a model id (`name@server`) or its bare name."""
+        return _per_model(self.context_windows, model)
+
+
+def _per_model(table: dict[str, int], model: str) -> int | None:
+    """A per-model value by model id, bare name, or name without its Ollama tag."""
+    name = model.rsplit("@", 1)[0]
+    for key in (model, name, name.split(":")[0]):
+        if key in table:
+            return table[key]
+    return None
+
+
+def _host_label(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "server"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def env_name(field: str) -> str:
@@ -149,4 +233,8 @@ def _describe(err: ValidationError) -> str:
     value = first.get("input")
     shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
     reason = first["msg"].removeprefix("Value error, ")
-    return f"Setting {env_name(field)} is invalid{shown}: {reason[0].lower()}{reason[1:]}."
+    inner = [str(part) for part in first["loc"][1:] if isinstance(part, str)]
+    where = f" ({'.'.join(inner)})" if inner else ""
+    return (
+        f"Setting {env_name(field)} is invalid{shown}{where}: {reason[0].lower()}{reason[1:]}."
+    )

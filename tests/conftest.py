@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake Ollama on loopback, and settings that point at it and at tmp_path."""
+"""Shared fixtures: a fake Ollama on loopback, settings that point at it and at tmp_path, and
+the in-process fake model registered with the composition root (like simonw/llm's MockModel)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from eval.fake_ollama import FakeOllama
 from rag.settings import UPSTREAM_NAMES, Settings
-from tests.fake_ollama import FakeOllama
 
 SettingsFactory = Callable[..., Settings]
 
@@ -51,6 +52,32 @@ def settings_factory(
         return Settings(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture
+def fake_model() -> Any:
+    """The in-process fake model server (`tests.fake_model.FakeBackend`), server `fake`."""
+    from tests.fake_model import FakeBackend
+
+    return FakeBackend()
+
+
+@pytest.fixture
+def services_factory(fake_model: Any, embedder: Any) -> Iterator[Callable[[Settings], Any]]:
+    """`services_factory(settings)`: the composition root for those settings, with the shared
+    embedder and the fake model registered beside the configured servers; closed afterwards."""
+    from rag.service import build_services
+
+    built: list[Any] = []
+
+    def make(settings: Settings) -> Any:
+        services = build_services(settings, embedder=embedder, extra_backends=[fake_model])
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,27 +5,30 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import ollama
 import pytest
 
+from eval.fake_ollama import FakeOllama, unused_loopback_url
 from ingest.pipeline import ingest
 from rag import cli
 from rag.calibration import Calibration
-from rag.chain import AnswerResult, cited_numbers, resolve_citations, trim_history
+from rag.chain import AnswerResult, Chain, cited_numbers, resolve_citations, trim_history
 from rag.context import PackedContext, TokenEstimator
 from rag.errors import (
     EmptyKnowledgeBaseError,
     ModelNotFoundError,
     OllamaTimeoutError,
     OllamaUnreachableError,
+    QuestionTooLongError,
 )
 from rag.retrieve import Passage, RetrievalParams
-from rag.service import open_chain
+from rag.service import build_services
 from rag.settings import Settings
-from tests.fake_ollama import FakeOllama, unused_loopback_url
 
 FACTS = {
     "harbour.md": "# Harbour\n\n## Moorings\n\nThe harbour master of Lisvik is Oda Brekke. "
@@ -58,6 +61,16 @@ def kb(settings_factory: Callable[..., Settings], embedder: Any, tmp_path: Path)
     return settings
 
 
+@contextmanager
+def open_chain(
+    settings: Settings, embedder: Any, params: RetrievalParams | None = None
+) -> Iterator[Chain]:
+    with build_services(settings, embedder=embedder) as services, services.open_chain(
+        params
+    ) as chain:
+        yield chain
+
+
 def ask(settings: Settings, embedder: Any, question: str, **kwargs: Any) -> AnswerResult:
     with open_chain(settings, embedder=embedder) as chain:
         return chain.ask(question, **kwargs)
@@ -82,8 +95,9 @@ def test_num_ctx_is_the_effective_window_on_every_request(
         ],
     )
 
-    assert (result.num_ctx, result.window) == (8192, 8192)  # 131072 trained, capped at 8192
-    assert tiny.num_ctx == 2048  # its trained context is below the cap
+    assert result.window == 8192  # 131072 trained, capped at 8192
+    assert result.window_source == "trained" and result.model == "fake-llama3:8b@ollama"
+    assert tiny.window == 2048  # its trained context is below the cap
     requests = chat_requests(fake_ollama)
     assert len(requests) == 4  # three answers and one rewrite
     for request in requests:
@@ -105,7 +119,7 @@ def test_answer_cites_the_passage_it_came_from(kb: Settings, embedder: Any) -> N
     assert "channel sixteen" in cited.text
     assert result.passages[cited.n - 1]["path"] == "radio.txt"
     assert not result.truncated
-    assert result.prompt_eval_count and result.eval_count
+    assert result.prompt_tokens and result.output_tokens
     assert result.ttft_ms is not None and result.tokens_per_s
 
 
@@ -124,15 +138,16 @@ def test_context_ollama_default_would_cut_arrives_whole(
     sent = chat_requests(fake_ollama)[-1]
     assert sent.outcome["total_tokens"] > 4096  # more than Ollama's default window holds
     assert sent.outcome["prompt_eval_count"] == sent.outcome["total_tokens"]  # nothing was cut
-    assert result.prompt_eval_count == sent.outcome["total_tokens"]
+    assert result.prompt_tokens == sent.outcome["total_tokens"]
     assert not result.truncated
     last = result.passages[-1]["text"].strip().splitlines()[-1]
     assert last in sent.body["messages"][-1]["content"]
 
     # The same messages without num_ctx, as most front ends send them, lose their middle.
-    with open_chain(settings, embedder=embedder) as chain:
-        replies = list(chain.gateway.chat(settings.model, sent.body["messages"], options={}))
-    assert replies[-1].prompt_eval_count == 4096 < sent.outcome["total_tokens"]
+    reply = ollama.Client(host=settings.ollama_host).chat(
+        settings.model, sent.body["messages"], stream=False
+    )
+    assert reply.prompt_eval_count == 4096 < sent.outcome["total_tokens"]
 
 
 def test_cut_is_detected_flagged_and_the_next_request_adapts(
@@ -145,7 +160,7 @@ def test_cut_is_detected_flagged_and_the_next_request_adapts(
     ingest(settings, [write_corpus(tmp_path / "docs", filler_docs=6)], embedder=embedder)
     # A wrong calibration (far too many characters per token) makes the chain overfill.
     calibration = Calibration(settings.data_dir)
-    calibration.record("fake-tiny:1b", prompt_chars=60_000, prompt_eval_count=1000)
+    calibration.record("fake-tiny:1b", prompt_chars=60_000, prompt_tokens=1000)
     question = "What did the weather station on the ridge record for the harbour?"
     with open_chain(settings, embedder=embedder, params=RetrievalParams(candidates=80)) as chain:
         with caplog.at_level(logging.WARNING, logger="rag.chain"):
@@ -153,17 +168,17 @@ def test_cut_is_detected_flagged_and_the_next_request_adapts(
         second = chain.ask(question, model="fake-tiny:1b")
 
     assert first.truncated
-    assert first.prompt_eval_count == first.num_ctx == 2048
+    assert first.prompt_tokens == first.window == 2048
     assert any("cut the prompt" in record.message for record in caplog.records)
-    assert calibration.get("fake-tiny:1b").chars_per_token < 60_000 / 1000
+    assert calibration.get("fake-tiny:1b@ollama").chars_per_token < 60_000 / 1000
     assert not second.truncated
-    assert second.prompt_eval_count is not None and second.prompt_eval_count < 2048
+    assert second.prompt_tokens is not None and second.prompt_tokens < 2048
 
 
 def test_calibration_is_kept_across_runs(kb: Settings, embedder: Any) -> None:
     ask(kb, embedder, "Who is the harbour master of Lisvik?")
     stored = json.loads((kb.data_dir / "calibration.json").read_text())
-    entry = stored[kb.model]
+    entry = stored[f"{kb.model}@ollama"]  # kept per model and server
     assert entry["samples"] == 1
     # the fake's tokens are whole words: far more characters per token than the default guess
     assert entry["chars_per_token"] > TokenEstimator().chars_per_token
@@ -258,7 +273,7 @@ def test_cli_ask_json_has_every_field(
 
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    for key in ("answer", "citations", "num_ctx", "context_tokens", "prompt_eval_count"):
+    for key in ("answer", "citations", "window", "context_tokens", "prompt_tokens"):
         assert data[key], key
     assert data["truncated"] is False
     assert data["citations"][0]["path"] == "kitchen.md"
@@ -353,3 +368,64 @@ def test_merging_keeps_the_merged_passage_at_its_best_rank() -> None:
     assert merged[0].chunk_indexes == [3, 4, 5]
     assert merged[0].text == "three\n\nfour\n\nfive"
     assert (merged[0].char_start, merged[0].char_end) == (300, 600)
+
+
+# -- servers that reject, count only uncached tokens, or have small windows --------------------
+
+
+def test_only_a_full_window_counts_as_a_cut(
+    kb: Settings, embedder: Any, fake_ollama: FakeOllama
+) -> None:
+    # A server that reports only the tokens it did not have cached: asking the same question
+    # twice reports a count far below the estimate. That is no cut, and no calibration sample.
+    fake_ollama.report_uncached_only = True
+    question = "Who is the harbour master of Lisvik?"
+    with open_chain(kb, embedder=embedder) as chain:
+        first = chain.ask(question)
+        before = chain.calibration.get(first.model)
+        second = chain.ask(question)
+        third = chain.ask(question)
+        after = chain.calibration.get(first.model)
+
+    assert second.prompt_tokens is not None and second.prompt_tokens < 10
+    assert not first.truncated and not second.truncated and not third.truncated
+    assert (after.chars_per_token, after.samples) == (before.chars_per_token, before.samples)
+
+
+def test_calibration_has_a_floor_and_recovers(tmp_path: Path) -> None:
+    calibration = Calibration(tmp_path)
+    for _ in range(30):
+        calibration.record_cut("m@ollama", prompt_chars=1000, window=2048)
+    assert calibration.get("m@ollama").chars_per_token >= 1.5
+    for _ in range(20):
+        calibration.record("m@ollama", prompt_chars=4000, prompt_tokens=1000)
+    assert calibration.get("m@ollama").chars_per_token > 3.5
+
+
+def test_a_question_longer_than_the_window_is_refused_before_sending(
+    kb: Settings, embedder: Any, fake_ollama: FakeOllama
+) -> None:
+    question = "Who is the harbour master of Lisvik? " + "Please answer carefully. " * 600
+    with pytest.raises(QuestionTooLongError, match=r"does not fit the 2,048-token window"):
+        ask(kb, embedder, question, model="fake-tiny:1b")
+    assert chat_requests(fake_ollama) == []
+
+
+def test_a_rejected_prompt_is_packed_for_the_stated_window_and_sent_once_more(
+    kb: Settings, embedder: Any, fake_model: Any
+) -> None:
+    fake_model.models = {"fake-echo": None}  # the server states no window
+    fake_model.rejects_over = 700
+    settings = kb.model_copy(update={"context_cap": 8192})
+    services = build_services(settings, embedder=embedder, extra_backends=[fake_model])
+    with services, services.open_chain() as chain:
+        first = chain.ask("Who is the harbour master of Lisvik?", model="fake-echo@fake")
+        second = chain.ask("Who is the harbour master of Lisvik?", model="fake-echo@fake")
+
+    assert [call.window for call in fake_model.calls[:2]] == [2048, 700]
+    assert first.repacked and first.window == 700 and first.window_source == "default"
+    assert first.notice and "700-token window" in first.notice
+    assert first.citations and first.citations[0].path == "harbour.md"
+    # Remembered: the next question is packed for the learned window at once.
+    assert not second.repacked and second.window == 700 and second.window_source == "learned"
+    assert len(fake_model.calls) == 3

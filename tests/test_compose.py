@@ -448,8 +448,27 @@ def test_every_stack_pins_the_same_versions() -> None:
             if "image" in service and not is_kb_service(service):
                 repo, _, tag = str(service["image"]).partition(":")
                 pins.setdefault(repo, set()).add(tag)
-    assert set(pins) == {"qdrant/qdrant", "ollama/ollama"}
+    assert set(pins) == {"qdrant/qdrant", "ollama/ollama", "vllm/vllm-openai"}
     assert all(len(tags) == 1 for tags in pins.values()), pins
+
+
+def test_the_vllm_profile_serves_an_openai_compatible_model_on_gpus() -> None:
+    services = load("compose.yaml")["services"]
+    vllm = services["vllm"]
+    assert vllm["profiles"] == ["vllm"]  # only with --profile vllm: most hosts have no GPU
+    env = environment(vllm)
+    assert env["VLLM_NO_USAGE_STATS"] == "1" and env["DO_NOT_TRACK"] == "1"
+    flags = dict(arg.removeprefix("--").partition("=")[::2] for arg in vllm["command"])
+    assert flags["max-model-len"] == "8192"  # the window kb reads from /v1/models
+    assert flags["tensor-parallel-size"] == "1" and flags["served-model-name"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert vllm["ports"] == ["127.0.0.1:8000:8000"]
+    # The app reaches it once KB_OPENAI_SERVERS names it; by default Ollama only.
+    app = Settings(openai_servers=environment(services["app"])["KB_OPENAI_SERVERS"])
+    assert app.all_openai_servers == []
+    named = Settings(openai_servers='[{"name": "vllm", "url": "http://vllm:8000/v1"}]')
+    assert [s.url for s in named.all_openai_servers] == ["http://vllm:8000/v1"]
 
 
 def test_env_example_lists_every_variable_with_its_default() -> None:

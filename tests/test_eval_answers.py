@@ -1,5 +1,6 @@
 """`eval.answers.run_answers` against the fake Ollama on the ingested sample set: the files of a
-run, figures that trace back to the per-question records, skipped models, the judge."""
+run, figures that trace back to the per-question records, model ids and skipped models, models
+on several servers, runs written before model ids, the judge."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from typing import Any
 
 import pytest
 
-from eval.answers import run_answers
+from eval.answers import run_answers, write_outputs
 from eval.dataset import load_eval_set
+from eval.fake_ollama import FakeOllama
 from eval.judge import MalformedVerdict, parse_verdict
 from eval.metrics import QuestionRecord, retrieval_hit, summarize
+from eval.report import load_run
 from rag.errors import KBError
+from rag.service import Services, build_services
 from rag.settings import Settings
-from tests.fake_ollama import FakeOllama
 
 SAMPLE = Path(__file__).resolve().parents[1] / "eval" / "sample"
-MODELS = ["fake-llama3:8b", "fake-mistral:7b"]
+MODELS = ["fake-llama3:8b", "fake-mistral:7b"]  # bare names, as a user may give them
+IDS = [f"{model}@ollama" for model in MODELS]  # what the run records
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RECORD_KEYS = [f.name for f in fields(QuestionRecord)]
 
@@ -46,12 +50,30 @@ def make_settings(
 
 
 @pytest.fixture(scope="module")
+def make_services(
+    make_settings: Callable[..., Settings], embedder: Any
+) -> Iterator[Callable[..., Services]]:
+    """`make_services(**overrides)`: the composition root on the fake Ollama (the only model
+    server) with the session's embedder; every one built is closed after the module."""
+    built: list[Services] = []
+
+    def make(**overrides: Any) -> Services:
+        services = build_services(make_settings(**overrides), embedder=embedder)
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        services.close()
+
+
+@pytest.fixture(scope="module")
 def baseline(
-    make_settings: Callable[..., Settings], embedder: Any, tmp_path_factory: pytest.TempPathFactory
+    make_services: Callable[..., Services], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """Both fake models over all 30 sample questions, default settings."""
     out = tmp_path_factory.mktemp("baseline") / "run"
-    return run_answers(make_settings(), SAMPLE, MODELS, out=out, embedder=embedder)
+    return run_answers(make_services(), SAMPLE, MODELS, out=out)
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
@@ -69,18 +91,33 @@ def csv_rows(path: Path) -> dict[str, dict[str, str]]:
 def test_results_jsonl_holds_one_parsable_record_per_model_and_question(baseline: Path) -> None:
     rows = jsonl(baseline / "results.jsonl")
     ids = [item.id for item in load_eval_set(SAMPLE).items]
-    for model in MODELS:
+    for model in IDS:
         assert [row["item_id"] for row in rows if row["model"] == model] == ids
+    assert len(rows) == len(IDS) * len(ids)
     for row in rows:
         assert set(RECORD_KEYS) <= set(row)
         assert {"question", "citations", "passages", "prompt_cut", "judge", "error"} <= set(row)
+
+
+def test_each_record_carries_the_chains_figures_from_the_server(baseline: Path) -> None:
+    for row in jsonl(baseline / "results.jsonl"):
+        assert row["server"] == "ollama"
+        # the fake models' trained windows (131072, 32768) capped by KB_CONTEXT_CAP
+        assert (row["window"], row["window_source"]) == (8192, "trained")
+        assert row["counted_by"] == "server" and row["finish_reason"] == "stop"
+        assert row["prompt_tokens"] > 0 and row["output_tokens"] == row["completion_tokens"] > 0
+        assert row["prompt_cut"] is False and row["repacked"] is False
+        assert row["truncated"] is False and row["error"] is None
+        assert row["ttft_s"] is not None and row["ttft_s"] <= row["latency_s"]
+        for old_key in ("num_ctx", "done_reason", "prompt_eval_count", "eval_count"):
+            assert old_key not in row
 
 
 def test_summary_csv_equals_the_summary_recomputed_from_results_jsonl(baseline: Path) -> None:
     rows = jsonl(baseline / "results.jsonl")
     recomputed = summarize(QuestionRecord(**{k: row[k] for k in RECORD_KEYS}) for row in rows)
     written = csv_rows(baseline / "summary.csv")
-    assert list(written) == MODELS
+    assert list(written) == IDS
     for model, summary in recomputed.items():
         for field in fields(summary):
             expected, cell = getattr(summary, field.name), written[model][field.name]
@@ -94,10 +131,10 @@ def test_summary_csv_equals_the_summary_recomputed_from_results_jsonl(baseline: 
 
 def test_answer_figures_trace_to_the_records_by_hand(baseline: Path) -> None:
     """F1 is the mean over answerable records; each record's hit is that of its passages."""
-    rows = [row for row in jsonl(baseline / "results.jsonl") if row["model"] == MODELS[0]]
+    rows = [row for row in jsonl(baseline / "results.jsonl") if row["model"] == IDS[0]]
     answerable = [row for row in rows if not row["unanswerable"]]
     f1 = sum(row["f1"] for row in answerable) / len(answerable)
-    assert float(csv_rows(baseline / "summary.csv")[MODELS[0]]["f1"]) == pytest.approx(f1)
+    assert float(csv_rows(baseline / "summary.csv")[IDS[0]]["f1"]) == pytest.approx(f1)
     items = {item.id: item for item in load_eval_set(SAMPLE).items}
     for row in rows:
         texts = [passage["text"] for passage in row["passages"]]
@@ -114,16 +151,49 @@ def test_charts_are_png_images(baseline: Path) -> None:
         assert height > 200 and width > 300
 
 
-def test_report_md_shows_the_figures_and_links_the_charts(baseline: Path) -> None:
+def test_report_md_shows_the_figures_and_links_the_charts(baseline: Path, fake: FakeOllama) -> None:
     report = (baseline / "report.md").read_text(encoding="utf-8")
     written = csv_rows(baseline / "summary.csv")
-    for model in MODELS:
+    for model in IDS:
         assert f"`{model}`" in report
     f1_row = next(line for line in report.splitlines() if line.startswith("| F1 |"))
-    assert f1_row == "| F1 | " + " | ".join(f"{float(written[m]['f1']):.3f}" for m in MODELS) + " |"
+    assert f1_row == "| F1 | " + " | ".join(f"{float(written[m]['f1']):.3f}" for m in IDS) + " |"
     assert "(quality_vs_latency.png)" in report and "(metrics.png)" in report
+    assert f"- model servers: Ollama at {fake.url}" in report
     meta = json.loads((baseline / "run.json").read_text(encoding="utf-8"))
-    assert meta["models"] == MODELS and meta["skipped"] == [] and meta["finished_at"]
+    assert meta["models"] == IDS and meta["skipped"] == [] and meta["finished_at"]
+    assert meta["servers"] == f"Ollama at {fake.url}"
+
+
+def test_a_run_written_before_model_ids_still_loads_and_reports(
+    baseline: Path, tmp_path: Path
+) -> None:
+    """Bare model names and Ollama's keys (num_ctx, done_reason), no window/counted_by/repacked:
+    the figures are the same as those of the same records under ids."""
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    bare = dict(zip(IDS, MODELS, strict=True))
+    new_keys = ("server", "window", "window_source", "output_tokens", "counted_by", "prompt_ms",
+                "finish_reason", "repacked", "notice")  # fmt: skip
+    lines = []
+    for row in jsonl(baseline / "results.jsonl"):
+        old = {k: v for k, v in row.items() if k not in new_keys}
+        old.update(model=bare[row["model"]], num_ctx=row["window"], done_reason="stop")
+        lines.append(json.dumps(old))
+    (legacy / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    meta = json.loads((baseline / "run.json").read_text(encoding="utf-8"))
+    meta = {k: v for k, v in meta.items() if k != "servers"} | {"models": MODELS}
+    (legacy / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    write_outputs(legacy)
+    now, before = load_run(baseline), load_run(legacy)
+    assert list(before.figures) == MODELS
+    for model_id, name in bare.items():
+        assert before.figures[name].row() == now.figures[model_id].row() | {"model": name}
+    assert before.figures[MODELS[0]].repacked == 0
+    assert list(csv_rows(legacy / "summary.csv")) == MODELS
+    report = (legacy / "report.md").read_text(encoding="utf-8")
+    assert f"`{MODELS[0]}`" in report and "model servers" not in report
 
 
 # -- answer metrics follow retrieval quality ------------------------------------------------
@@ -131,14 +201,13 @@ def test_report_md_shows_the_figures_and_links_the_charts(baseline: Path) -> Non
 
 @pytest.mark.slow
 def test_a_tiny_context_budget_gives_lower_answer_and_retrieval_scores(
-    baseline: Path, make_settings: Callable[..., Settings], embedder: Any, tmp_path: Path
+    baseline: Path, make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
     starved = run_answers(
-        make_settings(context_tokens=64), SAMPLE, MODELS[:1], out=tmp_path / "run",
-        embedder=embedder,
-    )  # fmt: skip
-    good = csv_rows(baseline / "summary.csv")[MODELS[0]]
-    bad = csv_rows(starved / "summary.csv")[MODELS[0]]
+        make_services(context_tokens=64), SAMPLE, MODELS[:1], out=tmp_path / "run"
+    )
+    good = csv_rows(baseline / "summary.csv")[IDS[0]]
+    bad = csv_rows(starved / "summary.csv")[IDS[0]]
     for figure in ("retrieval_hit_rate", "f1", "contains"):
         assert float(bad[figure]) < float(good[figure]), figure
 
@@ -146,42 +215,176 @@ def test_a_tiny_context_budget_gives_lower_answer_and_retrieval_scores(
 # -- models that are not there ------------------------------------------------------------
 
 
-def test_a_missing_model_is_skipped_in_one_sentence_while_the_other_runs(
-    make_settings: Callable[..., Settings], embedder: Any, tmp_path: Path
+def one_sentence(text: str) -> None:
+    assert text.endswith(".") and ". " not in text and "\n" not in text, text
+
+
+def test_a_missing_model_is_skipped_in_one_sentence_naming_the_server(
+    make_services: Callable[..., Services], fake: FakeOllama, tmp_path: Path
 ) -> None:
     said: list[str] = []
     out = run_answers(
-        make_settings(), SAMPLE, ["fake-phi3:3.8b", "fake-mistral:7b"], limit=3,
-        out=tmp_path / "run", embedder=embedder, notify=said.append,
+        make_services(), SAMPLE, ["fake-phi3:3.8b", "fake-mistral:7b"], limit=3,
+        out=tmp_path / "run", notify=said.append,
     )  # fmt: skip
     assert len(said) == 1
     sentence = said[0]
-    assert "fake-phi3:3.8b" in sentence and "not pulled" in sentence
-    assert sentence.endswith(".") and ". " not in sentence and "\n" not in sentence
-    assert {row["model"] for row in jsonl(out / "results.jsonl")} == {"fake-mistral:7b"}
-    assert list(csv_rows(out / "summary.csv")) == ["fake-mistral:7b"]
+    assert sentence == (
+        f"Model fake-phi3:3.8b is on none of the model servers (Ollama at {fake.url}), so it "
+        "was skipped; pull it or start the server that has it."
+    )
+    one_sentence(sentence)
+    assert {row["model"] for row in jsonl(out / "results.jsonl")} == {"fake-mistral:7b@ollama"}
+    assert list(csv_rows(out / "summary.csv")) == ["fake-mistral:7b@ollama"]
     assert sentence in (out / "report.md").read_text(encoding="utf-8")
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["skipped"] == [{"model": "fake-phi3:3.8b", "reason": sentence}]
+
+
+def test_a_model_id_naming_a_server_that_lacks_it_names_that_server(
+    make_services: Callable[..., Services], fake: FakeOllama, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    run_answers(
+        make_services(), SAMPLE, ["fake-phi3:3.8b@ollama", "fake-mistral:7b@ollama"], limit=1,
+        out=tmp_path / "run", notify=said.append,
+    )  # fmt: skip
+    assert said == [
+        f"Model fake-phi3:3.8b@ollama is not on Ollama at {fake.url}, so it was skipped; pull "
+        "it or start the server that has it."
+    ]
 
 
 def test_no_model_available_is_one_sentence_and_writes_nothing(
+    make_services: Callable[..., Services], fake: FakeOllama, tmp_path: Path
+) -> None:
+    with pytest.raises(KBError) as raised:
+        run_answers(make_services(), SAMPLE, ["fake-phi3:3.8b"], out=tmp_path / "run")
+    assert str(raised.value) == (
+        f"None of the models fake-phi3:3.8b is on a model server that answers (Ollama at "
+        f"{fake.url}); pull one or start the server that has it."
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_server_answering_is_one_sentence_and_writes_nothing(
     make_settings: Callable[..., Settings], embedder: Any, tmp_path: Path
 ) -> None:
-    with pytest.raises(KBError, match=r"None of the models fake-phi3:3\.8b is pulled"):
-        run_answers(make_settings(), SAMPLE, ["fake-phi3:3.8b"], out=tmp_path / "run",
-                    embedder=embedder)  # fmt: skip
+    from eval.fake_ollama import unused_loopback_url
+
+    settings = make_settings(ollama_host=unused_loopback_url())
+    with build_services(settings, embedder=embedder) as services, pytest.raises(KBError) as err:
+        run_answers(services, SAMPLE, MODELS, out=tmp_path / "run")
+    one_sentence(str(err.value))
+    assert settings.ollama_host in str(err.value)
     assert not (tmp_path / "run").exists()
+
+
+# -- models on several servers ----------------------------------------------------------------
+
+
+def test_models_on_two_servers_run_under_their_ids_and_a_bare_name_finds_its_server(
+    make_settings: Callable[..., Settings],
+    services_factory: Callable[[Settings], Services],
+    fake_model: Any,
+    fake: FakeOllama,
+    tmp_path: Path,
+) -> None:
+    """The fake Ollama (HTTP) and the in-process fake server `fake` behind one hub."""
+    services = services_factory(make_settings())
+    said: list[str] = []
+    wanted = ["fake-echo", "fake-mistral:7b", "fake-mistral:7b@ollama", "fake-phi3:3.8b"]
+    out = run_answers(services, SAMPLE, wanted, limit=2, out=tmp_path / "run", notify=said.append)
+    rows = jsonl(out / "results.jsonl")
+    assert [row["model"] for row in rows] == ["fake-echo@fake"] * 2 + ["fake-mistral:7b@ollama"] * 2
+    assert [row["server"] for row in rows] == ["fake", "fake", "ollama", "ollama"]
+    asked = [call for call in fake_model.calls if call.schema is None]
+    assert [call.model for call in asked] == ["fake-echo", "fake-echo"]
+    assert {call.window for call in asked} == {8192}  # fake-echo's stated window
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["models"] == ["fake-echo@fake", "fake-mistral:7b@ollama"]
+    assert meta["servers"] == services.models.describe()
+    [sentence] = said
+    one_sentence(sentence)
+    assert sentence.startswith("Model fake-phi3:3.8b is on none of the model servers (")
+    assert f"Ollama at {fake.url}" in sentence and fake_model.describe() in sentence
+
+
+@pytest.mark.parametrize(
+    ("break_server", "expected"),
+    [
+        (
+            lambda backend: setattr(backend, "reachable", False),
+            "The server of model fake-echo@fake does not answer, so its remaining questions "
+            "were skipped; start it or check its address in the settings.",
+        ),
+        (
+            lambda backend: backend.models.pop("fake-echo"),
+            "Model fake-echo@fake is not on the fake model server fake (in-process, for tests), "
+            "so its remaining questions were skipped; pull it or start the server that has it.",
+        ),
+    ],
+    ids=["server-down", "model-removed"],
+)
+def test_a_model_lost_midway_is_skipped_in_one_sentence_and_the_others_run(
+    make_settings: Callable[..., Settings],
+    services_factory: Callable[[Settings], Services],
+    fake_model: Any,
+    tmp_path: Path,
+    break_server: Callable[[Any], None],
+    expected: str,
+) -> None:
+    services = services_factory(make_settings())
+    said: list[str] = []
+    progress: list[tuple[int, int]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        progress.append((done, total))
+        if done == 1:  # after the first answer of fake-echo
+            break_server(fake_model)
+
+    out = run_answers(
+        services, SAMPLE, ["fake-echo@fake", "fake-mistral:7b"], limit=3, out=tmp_path / "run",
+        on_progress=on_progress, notify=said.append,
+    )  # fmt: skip
+    assert said == [expected]
+    rows = jsonl(out / "results.jsonl")
+    assert [row["model"] for row in rows] == ["fake-echo@fake"] + ["fake-mistral:7b@ollama"] * 3
+    assert progress == [(1, 6), (4, 6), (5, 6), (6, 6)]
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["skipped"] == [{"model": "fake-echo@fake", "reason": expected}]
+    assert meta["finished_at"] and expected in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_judge_on_another_server_judges_with_its_own_window(
+    make_settings: Callable[..., Settings],
+    services_factory: Callable[[Settings], Services],
+    fake_model: Any,
+    tmp_path: Path,
+) -> None:
+    services = services_factory(make_settings())
+    out = run_answers(
+        services, SAMPLE, MODELS[:1], limit=2, judge="fake-small", out=tmp_path / "run"
+    )
+    judged = [call for call in fake_model.calls if call.schema is not None]
+    assert [(call.model, call.window) for call in judged] == [("fake-small", 1024)] * 2
+    assert all(call.schema["required"][:2] == ["correctness", "faithfulness"] for call in judged)
+    for row in jsonl(out / "results.jsonl"):
+        assert (row["judge"]["correctness"], row["judge"]["faithfulness"]) == (3, 3)
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["judge"] == "fake-small@fake"
 
 
 # -- the judge ------------------------------------------------------------------------------
 
 
 def test_a_judge_that_always_answers_malformed_leaves_answers_unscored(
-    fake: FakeOllama, make_settings: Callable[..., Settings], embedder: Any, tmp_path: Path
+    fake: FakeOllama, make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
     fake.clear_log()
     out = run_answers(
-        make_settings(), SAMPLE, MODELS[:1], limit=2, judge="fake-broken:1b",
-        out=tmp_path / "run", embedder=embedder,
+        make_services(), SAMPLE, MODELS[:1], limit=2, judge="fake-broken:1b",
+        out=tmp_path / "run",
     )  # fmt: skip
     rows = jsonl(out / "results.jsonl")
     assert len(rows) == 2
@@ -190,16 +393,32 @@ def test_a_judge_that_always_answers_malformed_leaves_answers_unscored(
         assert "malformed" in row["judge"]["error"] and row["judge"]["attempts"] == 2
     judged = [r for r in fake.requests_to("/api/chat") if r.body["model"] == "fake-broken:1b"]
     assert len(judged) == 4  # asked twice per answer, then given up
-    assert csv_rows(out / "summary.csv")[MODELS[0]]["judge_unscored"] == "2"
+    assert csv_rows(out / "summary.csv")[IDS[0]]["judge_unscored"] == "2"
+
+
+def test_a_missing_judge_is_one_sentence_and_the_answers_go_unjudged(
+    fake: FakeOllama, make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    said: list[str] = []
+    out = run_answers(
+        make_services(), SAMPLE, MODELS[:1], limit=1, judge="fake-phi3:3.8b",
+        out=tmp_path / "run", notify=said.append,
+    )  # fmt: skip
+    assert said == [
+        f"The judge model fake-phi3:3.8b is on none of the model servers (Ollama at {fake.url}), "
+        "so answers are not judged; pull it or start the server that has it."
+    ]
+    assert [row["judge"] for row in jsonl(out / "results.jsonl")] == [None]
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["judge"] is None
 
 
 def test_a_working_judge_scores_with_a_schema_and_the_judges_window(
-    fake: FakeOllama, make_settings: Callable[..., Settings], embedder: Any, tmp_path: Path
+    fake: FakeOllama, make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
     fake.clear_log()
     out = run_answers(
-        make_settings(), SAMPLE, MODELS[:1], limit=2, judge="fake-tiny:1b",
-        out=tmp_path / "run", embedder=embedder,
+        make_services(), SAMPLE, MODELS[:1], limit=2, judge="fake-tiny:1b",
+        out=tmp_path / "run",
     )  # fmt: skip
     for row in jsonl(out / "results.jsonl"):
         # the fake fills a schema's integers with 3
@@ -210,7 +429,8 @@ def test_a_working_judge_scores_with_a_schema_and_the_judges_window(
         assert request.body["stream"] is False
         assert request.body["format"]["required"][:2] == ["correctness", "faithfulness"]
         assert request.options["num_ctx"] == 2048  # fake-tiny's trained context
-    summary = csv_rows(out / "summary.csv")[MODELS[0]]
+        assert request.options["temperature"] == 0
+    summary = csv_rows(out / "summary.csv")[IDS[0]]
     assert float(summary["judge_correctness"]) == 3.0 and summary["judge_unscored"] == "0"
 
 

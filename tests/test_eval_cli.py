@@ -1,18 +1,18 @@
-"""`python -m eval` on the ingested sample set: the retrieval JSON, the answers command, and
-user errors as one sentence on stderr."""
+"""`python -m eval` on the ingested sample set: the retrieval JSON, the answers command, one
+`Services` per command (closed afterwards), and user errors as one sentence on stderr."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eval.cli import main
+from eval.fake_ollama import FakeOllama
+from rag.service import Services, build_services
 from rag.settings import Settings
-from tests.fake_ollama import FakeOllama
 
 SAMPLE = Path(__file__).resolve().parents[1] / "eval" / "sample"
 REPORT_KEYS = {
@@ -26,22 +26,41 @@ RECORD_KEYS = {
 
 
 @pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch, embedder: Any) -> list[tuple[Services, list[bool]]]:
+    """Every `Services` that `main()` builds, with whether it was closed; built as `main()`
+    builds it, but with the session's embedder instead of loading another."""
+    made: list[tuple[Services, list[bool]]] = []
+
+    def build(settings: Settings) -> Services:
+        services = build_services(settings, embedder=embedder)
+        closed: list[bool] = []
+        close_for_real = services.close
+
+        def close() -> None:
+            closed.append(True)
+            close_for_real()
+
+        services.close = close  # type: ignore[method-assign]
+        made.append((services, closed))
+        return services
+
+    monkeypatch.setattr("eval.cli.build_services", build)
+    return made
+
+
+@pytest.fixture
 def cli_env(
     monkeypatch: pytest.MonkeyPatch,
     isolated_env: None,
     fake_ollama: FakeOllama,
-    eval_settings: Callable[..., Settings],
     eval_sample_store: Path,
-    embedder: Any,
+    built: list[tuple[Services, list[bool]]],
     tmp_path: Path,
 ) -> Path:
-    """The environment `load_settings()` reads: the sample store, the fake Ollama, tmp data;
-    the commands get the session's embedder instead of loading their own."""
+    """The environment `load_settings()` reads: the sample store, the fake Ollama, tmp data."""
     monkeypatch.setenv("KB_QDRANT_PATH", str(eval_sample_store))
     monkeypatch.setenv("KB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama.url)
-    for module in ("eval.retrieval", "eval.answers"):
-        monkeypatch.setattr(f"{module}.Embedder", lambda settings: embedder)
     return tmp_path
 
 
@@ -55,7 +74,7 @@ def one_sentence_error(err: str) -> str:
 
 
 def test_retrieval_json_with_one_budget_is_one_object(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Path, built: list[tuple[Services, list[bool]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = cli_env / "r.json"
     argv = ["retrieval", "--dataset", str(SAMPLE), "--budget", "1200", "--json", str(out)]
@@ -67,6 +86,8 @@ def test_retrieval_json_with_one_budget_is_one_object(
     hits = [r["hit"] for r in data["records"] if r["hit"] is not None]
     assert data["hit_rate"] == pytest.approx(sum(hits) / len(hits))
     assert "hit rate" in capsys.readouterr().out
+    [(_, closed)] = built  # one composition root for the command, closed at its end
+    assert closed == [True]
 
 
 def test_retrieval_with_several_budgets_gives_a_list_in_their_order(cli_env: Path) -> None:
@@ -105,26 +126,30 @@ def test_a_bad_budget_is_one_sentence(
     assert expected in one_sentence_error(capsys.readouterr().err)
 
 
-def test_a_missing_dataset_is_one_sentence(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+def test_a_missing_dataset_is_one_sentence_and_the_services_are_closed(
+    cli_env: Path, built: list[tuple[Services, list[bool]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["retrieval", "--dataset", str(cli_env / "nowhere")]) == 2
     assert "does not exist" in one_sentence_error(capsys.readouterr().err)
+    assert [closed for _, closed in built] == [[True]]
 
 
 # -- answers --------------------------------------------------------------------------------
 
 
 def test_answers_prints_the_figures_and_names_the_skipped_model(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Path, fake_ollama: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = cli_env / "run"
     argv = ["answers", "--dataset", str(SAMPLE), "--models", "fake-llama3:8b,fake-phi3:3.8b"]
     assert main([*argv, "--limit", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert "fake-llama3:8b" in printed.out and "F1" in printed.out
+    assert "fake-llama3:8b@ollama" in printed.out and "F1" in printed.out
     assert f"Report: {out / 'report.md'}" in printed.out
-    assert "Model fake-phi3:3.8b is not pulled" in one_sentence_error(printed.err)
+    assert one_sentence_error(printed.err) == (
+        f"Model fake-phi3:3.8b is on none of the model servers (Ollama at {fake_ollama.url}), "
+        "so it was skipped; pull it or start the server that has it."
+    )
     assert (out / "summary.csv").is_file()
 
 

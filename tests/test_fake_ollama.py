@@ -9,7 +9,7 @@ from typing import Any
 import ollama
 import pytest
 
-from tests.fake_ollama import DEFAULT_STREAM_ERROR, NO_ANSWER, FakeOllama
+from eval.fake_ollama import DEFAULT_STREAM_ERROR, NO_ANSWER, FakeOllama
 
 EIFFEL = "The Eiffel Tower was finished in 1889."
 BANANA = "Bananas are rich in potassium."

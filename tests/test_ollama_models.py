@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import ollama
 import pytest
 
+from eval.fake_ollama import DEFAULT_MODELS, FAKE_VERSION, FakeOllama, unused_loopback_url
 from rag.catalog import lookup
 from rag.cli import main
 from rag.errors import (
@@ -17,17 +18,11 @@ from rag.errors import (
     OllamaTimeoutError,
     OllamaUnreachableError,
 )
-from rag.models import (
-    ModelFacts,
-    effective_window,
-    facts_from_show,
-    kv_cache_mib,
-    list_model_facts,
-    model_facts,
-)
-from rag.ollama_client import OllamaGateway, normalize_host
+from rag.llm.base import ModelFacts
+from rag.llm.hub import ModelHub
+from rag.llm.ollama import OllamaBackend, OllamaGateway, facts_from_show, normalize_host
+from rag.models import effective_window, kv_cache_mib, list_model_facts, window_facts
 from rag.settings import Settings
-from tests.fake_ollama import DEFAULT_MODELS, FAKE_VERSION, FakeOllama, unused_loopback_url
 
 SettingsFactory = Callable[..., Settings]  # the settings_factory fixture of conftest.py
 
@@ -91,11 +86,14 @@ def test_chat_streams_chunks_and_sends_the_options(
 def test_facts_are_read_from_show_and_tags(
     fake_ollama: FakeOllama, settings_factory: SettingsFactory
 ) -> None:
-    with OllamaGateway(settings_factory()) as gateway:
-        facts = {f.name: f for f in list_model_facts(gateway, settings_factory())}
+    with ModelHub([OllamaBackend(settings_factory())]) as models:
+        facts = {f.name: f for f in list_model_facts(models, settings_factory())}
     llama = facts["fake-llama3:8b"]
     assert llama == ModelFacts(
         name="fake-llama3:8b",
+        server="ollama",
+        window=131072,
+        window_source="trained",
         family="llama",
         parameter_count=8_030_261_248,
         parameter_size="8.0B",
@@ -121,11 +119,11 @@ def test_configured_models_that_are_not_pulled_are_listed_as_such(
     fake_ollama: FakeOllama, settings_factory: SettingsFactory
 ) -> None:
     settings = settings_factory(models=["fake-llama3:8b", "llama3.2"])
-    with OllamaGateway(settings) as gateway:
-        facts = {f.name: f for f in list_model_facts(gateway, settings)}
+    with ModelHub([OllamaBackend(settings)]) as models:
+        facts = {f.name: f for f in list_model_facts(models, settings)}
         with pytest.raises(ModelNotFoundError):
-            model_facts(gateway, "llama3.2")
-    missing = facts["llama3.2:latest"]
+            models.facts("llama3.2")
+    missing = facts["llama3.2"]
     assert not missing.pulled and missing.context_length is None
     assert missing.license == "Llama 3.2 Community License"
 
@@ -162,12 +160,31 @@ def test_effective_window_is_the_trained_context_under_the_cap(
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory(context_caps={"fake-mistral": 4096})
-    assert effective_window(ModelFacts("fake-llama3:8b", context_length=131072), settings) == 8192
-    assert effective_window(ModelFacts("fake-tiny:1b", context_length=2048), settings) == 2048
-    assert effective_window(ModelFacts("fake-mistral:7b", context_length=32768), settings) == 4096
+
+    def trained(name: str, context: int) -> ModelFacts:
+        return ModelFacts(name, "ollama", context_length=context, window=context)
+
+    assert effective_window(trained("fake-llama3:8b", 131072), settings) == 8192
+    assert effective_window(trained("fake-tiny:1b", 2048), settings) == 2048
+    assert effective_window(trained("fake-mistral:7b", 32768), settings) == 4096
     assert effective_window(ModelFacts("mystery:1b"), settings) == 2048
     roomy = settings_factory(context_cap=16384)
-    assert effective_window(ModelFacts("fake-llama3:8b", context_length=131072), roomy) == 16384
+    assert effective_window(trained("fake-llama3:8b", 131072), roomy) == 16384
+
+
+def test_the_window_comes_from_the_server_a_setting_a_learned_error_or_a_default(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory(context_windows={"set:1b": 3000}, context_cap=100_000)
+    stated = ModelFacts("big", "vllm", window=32768, window_source="server")
+    assert window_facts(stated, settings).window_source == "server"
+    assert window_facts(stated, settings, learned=8192).window == 8192  # rejected below 32768
+    assert window_facts(stated, settings, learned=65536).window == 32768
+    assert window_facts(ModelFacts("set:1b", "llamacpp"), settings).window == 3000
+    learned = window_facts(ModelFacts("other", "llamacpp"), settings, learned=1536)
+    assert (learned.window, learned.window_source) == (1536, "learned")
+    default = window_facts(ModelFacts("other", "llamacpp"), settings)
+    assert (default.window, default.window_source) == (2048, "default")
 
 
 def test_requests_are_spread_round_robin_per_model(
@@ -309,7 +326,8 @@ def test_cli_models_json(
     monkeypatch.setenv("KB_MODELS", "fake-tiny:1b,llama3.2")
     assert main(["models", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert list(rows)[:3] == ["fake-llama3:8b", "fake-tiny:1b", "llama3.2:latest"]
+    assert list(rows)[:3] == ["fake-llama3:8b", "fake-tiny:1b", "llama3.2"]
+    assert rows["fake-llama3:8b"]["id"] == "fake-llama3:8b@ollama"
     llama = rows["fake-llama3:8b"]
     assert (llama["context_length"], llama["effective_window"], llama["kv_cache_mib"]) == (
         131072,
@@ -320,13 +338,13 @@ def test_cli_models_json(
         2048,
         44.0,
     )
-    assert rows["llama3.2:latest"]["pulled"] is False
-    assert rows["llama3.2:latest"]["effective_window"] is None
+    assert rows["llama3.2"]["pulled"] is False
+    assert rows["llama3.2"]["effective_window"] is None
 
     monkeypatch.setenv("COLUMNS", "200")  # no wrapped cells
     assert main(["models"]) == 0
     table = capsys.readouterr().out
-    assert "fake-llama3:8b *" in table and "fake-qwen2:7b" in table and "not pulled" in table
+    assert "fake-llama3:8b *" in table and "fake-qwen2:7b" in table and "not found" in table
 
 
 def test_cli_prints_one_sentence_and_exits_2_when_ollama_is_down(

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from eval.fake_ollama import FakeOllama
 from rag.settings import UPSTREAM_NAMES, load_settings
-from tests.fake_ollama import FakeOllama
 from tests.ui_helpers import (
     IMAGE_MD,
     IMAGE_TAG,

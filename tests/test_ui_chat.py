@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from eval.fake_ollama import FakeOllama
 from rag.embeddings import Embedder
-from tests.fake_ollama import FakeOllama
 from tests.ui_helpers import (
     LIGHTHOUSE_A,
     LIGHTHOUSE_Q,
@@ -18,6 +19,7 @@ from tests.ui_helpers import (
     new_app,
     no_exception,
     page_text,
+    shown,
     write_corpus,
 )
 from ui.answer_view import PARTIAL_MARK
@@ -37,8 +39,14 @@ def test_an_answer_streams_with_citations_sources_context_and_speed(
     assert "score " in text and "cited" in text
     sent = fake_ollama.requests_to("/api/chat")[-1]
     [bar] = elements(app, "progress")
-    assert f"(num_ctx sent: {sent.options['num_ctx']:,})" in bar.text
-    assert "first token" in text and "tokens/s" in text
+    window = f"window {sent.options['num_ctx']:,} tokens (the limit set by KB_CONTEXT_CAP)"
+    assert window in bar.text
+    [speed] = [shown(c.value) for c in app.caption if "first token" in c.value]
+    assert speed.startswith("fake-llama3:8b · ollama · ")
+    # counts the server reported are shown as they are, unmarked
+    counts = f"prompt {sent.outcome['prompt_eval_count']:,} tokens, answer "
+    assert counts in speed and "estimate" not in speed and "tokenizer" not in speed
+    assert "tokens/s" in speed
 
 
 def test_a_follow_up_sends_the_history(ui_app_env: AppEnv, fake_ollama: FakeOllama) -> None:
@@ -96,4 +104,40 @@ def test_a_cut_prompt_shows_a_warning(
     monkeypatch.setenv("KB_ANSWER_TOKENS", "32")
     app = ask(new_app().run(), LIGHTHOUSE_Q)
     no_exception(app)
-    assert any("Ollama cut the prompt" in w.value for w in app.warning)
+    [warning] = [w.value for w in app.warning]
+    assert "The model server (ollama) cut the prompt to fit the model's 1,024-token window" in (
+        shown(warning)
+    )
+
+
+def _answer_with_notice() -> None:
+    from rag.chain import AnswerResult
+    from rag.settings import Settings
+    from ui.answer_view import answer_details
+
+    result = AnswerResult(
+        question="q", search_query="q", model="smollm2@gpu-box", server="gpu-box",
+        answer="a", window=2048, window_source="learned", context_tokens=900,
+        prompt_tokens=1500, output_tokens=40, counted_by="estimate", repacked=True,
+        notice="The server rejected the prompt as too long for its 2,048-token window; kb "
+        "packed fewer passages and asked again.",
+    )  # fmt: skip
+    answer_details(result, Settings(context_cap=8192))
+
+
+def test_a_notice_and_estimated_counts_are_shown_in_plain_words() -> None:
+    app = AppTest.from_function(_answer_with_notice, default_timeout=30).run()
+    no_exception(app)
+    assert [shown(i.value) for i in app.info] == [
+        "The server rejected the prompt as too long for its 2,048-token window; kb packed fewer "
+        "passages and asked again."
+    ]
+    [bar] = elements(app, "progress")
+    assert bar.text == (
+        "Context: passages 900 tokens · window 2,048 tokens (learned from the server's too-long "
+        "error)"
+    )
+    speed = shown(app.caption[0].value)
+    assert speed.startswith(
+        "smollm2 · gpu-box · prompt 1,500 tokens, answer 40 tokens (kb's estimate) · "
+    )

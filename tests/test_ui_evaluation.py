@@ -17,6 +17,7 @@ from tests.ui_helpers import (
     elements,
     new_app,
     no_exception,
+    ollama_id,
     switch,
     write_corpus,
 )
@@ -72,6 +73,10 @@ def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) ->
     ]  # fmt: skip
     (eval_set / "qa.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
     app = switch(new_app(), "evaluation")
+    [models] = app.multiselect
+    assert models.value == [ollama_id("fake-llama3:8b")]  # KB_MODEL first, chosen
+    assert models.options[:2] == ["fake-llama3:8b · ollama", "fake-mistral:7b · ollama"]
+    assert app.selectbox[0].options[:2] == ["(no judge)", "fake-llama3:8b · ollama"]
     app.text_input[0].set_value(str(eval_set))
     app.button(key="FormSubmitter:evaluate-Run evaluation").click().run()
     no_exception(app)
@@ -81,4 +86,4 @@ def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) ->
     assert (run / "summary.csv").is_file() and (run / "results.jsonl").is_file()
     assert app.selectbox[-1].value.startswith(run.name)
     summary = app.dataframe[0].value.to_dict("records")
-    assert [row["model"] for row in summary] == ["fake-llama3:8b"]
+    assert [row["model"] for row in summary] == [ollama_id("fake-llama3:8b")]

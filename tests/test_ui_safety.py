@@ -9,7 +9,7 @@ from html import unescape
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from tests.fake_ollama import FakeOllama
+from eval.fake_ollama import FakeOllama
 from tests.ui_helpers import (
     AUTOLINKABLE,
     IMAGE_MD,

@@ -1,8 +1,10 @@
 """The app's helpers without Streamlit: escaping, upload names and limits, marks and win rates,
-model choices, evaluation run folders, and the parallel lanes of the Compare page."""
+model choices across servers, answer figures, evaluation run folders, the parallel lanes of the
+Compare page, and that no server's own client reaches ui/."""
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
 from collections.abc import Iterator
@@ -18,10 +20,19 @@ from markdown_it import MarkdownIt
 from rag.chain import AnswerResult
 from rag.errors import OllamaTimeoutError
 from rag.settings import Settings
-from tests.ui_helpers import AUTOLINKABLE, IMAGE_MD, IMAGE_TAG
+from tests.ui_helpers import AUTOLINKABLE, IMAGE_MD, IMAGE_TAG, REPO
+from ui.answer_view import speed_line, token_counts, window_words
 from ui.eval_runs import find_runs, history_rows
-from ui.marks import TIE, append_mark, read_marks, win_rates
-from ui.models_choice import missing_models, model_choices
+from ui.marks import TIE, append_mark, marks_by_id, read_marks, win_rates
+from ui.models_choice import (
+    kept_choice,
+    kept_choices,
+    missing_models,
+    model_choices,
+    model_label,
+    no_model_message,
+    unambiguous_id,
+)
 from ui.parallel import stream_side_by_side
 from ui.plain import WORD_JOINER, escape_markdown, escaped_stream
 from ui.uploads import MAX_NAME_CHARS, sanitize_filename, save_uploads
@@ -146,9 +157,103 @@ def test_concurrent_marks_stay_whole_lines(tmp_path: Path) -> None:
 
 def test_model_choices_put_configured_models_first() -> None:
     settings = Settings(model="m2", models=["m3:7b", "m2"])
-    pulled = ["a:latest", "m3:7b", "m2:latest", "z:1b"]
-    assert model_choices(settings, pulled) == ["m2:latest", "m3:7b", "a:latest", "z:1b"]
-    assert missing_models(settings, ["m2:latest"]) == ["m3:7b"]
+    listed = ["a:latest@ollama", "m3:7b@ollama", "m2:latest@ollama", "z:1b@ollama"]
+    assert model_choices(settings, listed) == [
+        "m2:latest@ollama", "m3:7b@ollama", "a:latest@ollama", "z:1b@ollama"
+    ]  # fmt: skip
+    assert missing_models(settings, ["m2:latest@ollama"]) == ["m3:7b"]
+
+
+def test_model_choices_span_servers_and_configured_ids_name_their_server() -> None:
+    # KB_MODEL an id on the second server, KB_MODELS a bare name both servers offer
+    settings = Settings(model="smollm2@gpu-box", models=["qwen", "gone@ollama"])
+    listed = ["zeta@ollama", "qwen:latest@ollama", "alpha@ollama", "smollm2@gpu-box",
+              "qwen@gpu-box", "beta@gpu-box"]  # fmt: skip
+    assert model_choices(settings, listed) == [
+        "smollm2@gpu-box",
+        "qwen:latest@ollama",  # a bare name: the first server that lists it, Ollama first
+        "alpha@ollama", "zeta@ollama", "beta@gpu-box", "qwen@gpu-box",
+    ]  # fmt: skip
+    assert missing_models(settings, listed) == ["gone@ollama"]
+    assert [model_label(m) for m in ["smollm2@gpu-box", "qwen:latest@ollama", "bare"]] == [
+        "smollm2 · gpu-box", "qwen:latest · ollama", "bare"
+    ]  # fmt: skip
+
+
+def test_an_old_bare_name_in_session_state_selects_its_model() -> None:
+    choices = ["llama3.2:latest@ollama", "mistral:7b@ollama", "smollm2@gpu-box"]
+    assert kept_choice("llama3.2", choices) == "llama3.2:latest@ollama"
+    assert kept_choice("smollm2", choices) == "smollm2@gpu-box"
+    assert kept_choice("mistral:7b@ollama", choices) == "mistral:7b@ollama"
+    assert kept_choice("mistral:7b@gpu-box", choices) is None  # not on that server
+    assert kept_choice("gone", choices) is None and kept_choice(None, choices) is None
+    stored = ["mistral:7b", "gone", "mistral:7b@ollama", "smollm2"]
+    assert kept_choices(stored, choices) == ["mistral:7b@ollama", "smollm2@gpu-box"]
+
+
+def test_no_model_message_says_how_to_get_one() -> None:
+    settings = Settings(model="llama3.2@ollama", models=[])
+    assert no_model_message(settings, []) == (
+        "No model server offers a model yet; pull one with `ollama pull llama3.2`, or start an "
+        "OpenAI-compatible server (OPENAI_BASE_URL)."
+    )
+
+
+def test_marks_under_bare_names_count_for_the_one_model_they_name(tmp_path: Path) -> None:
+    listed = ["a:latest@ollama", "b@ollama", "b@gpu-box", "c@gpu-box"]
+    assert unambiguous_id("a", listed) == "a:latest@ollama"
+    assert unambiguous_id("b", listed) == "b"  # on two servers: left as saved
+    assert unambiguous_id("gone", listed) == "gone"
+    assert unambiguous_id("c@elsewhere", listed) == "c@elsewhere"  # an id stays as it is
+    path = tmp_path / "marks.jsonl"
+    append_mark(path, "q1", ["a", "c"], "c")
+    append_mark(path, "q2", ["a:latest@ollama", "c@gpu-box"], TIE)
+    append_mark(path, "q3", ["a", "b"], "b")
+    rates = {r.model: r for r in win_rates(marks_by_id(read_marks(path), listed))}
+    assert set(rates) == {"a:latest@ollama", "c@gpu-box", "b"}
+    assert (rates["c@gpu-box"].wins, rates["c@gpu-box"].ties, rates["c@gpu-box"].compared) == (
+        1, 1, 2
+    )  # fmt: skip
+    assert rates["a:latest@ollama"].compared == 3 and rates["b"].wins == 1
+
+
+def _result(**fields: Any) -> AnswerResult:
+    values: dict[str, Any] = {"question": "q", "search_query": "q", "model": "m@srv"}
+    return AnswerResult(**{**values, **fields})
+
+
+def test_answer_figures_are_plain_words_and_mark_counts_the_server_did_not_make() -> None:
+    settings = Settings(context_cap=8192)
+    assert token_counts(_result()) is None
+    served = _result(prompt_tokens=1234, output_tokens=56, counted_by="server")
+    assert token_counts(served) == "prompt 1,234 tokens, answer 56 tokens"
+    estimated = _result(prompt_tokens=1234, output_tokens=56, counted_by="estimate")
+    assert token_counts(estimated) == "prompt 1,234 tokens, answer 56 tokens (kb's estimate)"
+    counted = _result(prompt_tokens=1234, counted_by="tokenizer")
+    assert token_counts(counted) == "prompt 1,234 tokens (counted by the server's tokenizer)"
+    assert speed_line(estimated).startswith("m · srv · prompt 1,234 tokens")
+    window = _result(window=4096, window_source="server")
+    assert window_words(window, settings) == "window 4,096 tokens (as the server states it)"
+    capped = _result(window=8192, window_source="trained")
+    assert window_words(capped, settings) == "window 8,192 tokens (the limit set by KB_CONTEXT_CAP)"
+    learned = _result(window=2048, window_source="learned")
+    assert "learned from the server's too-long error" in window_words(learned, settings)
+
+
+def test_no_server_client_is_imported_in_the_app() -> None:
+    """ui/ reaches models only through `Services` and `ModelHub`: no `ollama`, `openai` or
+    adapter module is imported there."""
+    forbidden = ("ollama", "openai", "httpx", "rag.llm.ollama", "rag.llm.openai_compat")
+    imported: list[tuple[str, str]] = []
+    for path in sorted((REPO / "ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported += [(path.name, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.append((path.name, node.module))
+    assert imported, "no import found: the scan is broken"
+    bad = [(f, m) for f, m in imported if m in forbidden or m.startswith(forbidden[:3])]
+    assert not bad, bad
 
 
 def _write_run(folder: Path, model: str, f1: str, stamp: int) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fake_ollama import FakeOllama
+from eval.fake_ollama import FakeOllama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,15 +26,18 @@ from tests.egress_guard import EgressGuard
 guard = EgressGuard()
 with guard:
     from ingest.pipeline import ingest
-    from rag.service import open_chain
+    from rag.service import build_services
     from rag.settings import load_settings
 
     settings = load_settings()
     report = ingest(settings, [Path(sys.argv[1])])
-    with open_chain(settings) as chain:
+    with build_services(settings) as services, services.open_chain() as chain:
+        listed = [m.id for m in services.models.list_models()]
         result = chain.ask(sys.argv[2])
 print(json.dumps({
     "blocked": [str(attempt) for attempt in guard.blocked],
+    "servers": services.models.servers,
+    "listed": listed,
     "failed": report.failed,
     "chunks": report.chunks_written,
     "answer": result.answer,
@@ -44,6 +47,8 @@ print(json.dumps({
 
 
 def test_ingest_and_question_stay_on_loopback(fake_ollama: FakeOllama, tmp_path: Path) -> None:
+    """With a stray `OPENAI_API_KEY` and no `OPENAI_BASE_URL`: the `openai` client would send to
+    the public OpenAI API by default; kb builds no client for it at all."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "tides.md").write_text(
@@ -52,7 +57,7 @@ def test_ingest_and_question_stay_on_loopback(fake_ollama: FakeOllama, tmp_path:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("HF_", "TRANSFORMERS_", "KB_", "QDRANT_", "OLLAMA_"))
+        if not key.startswith(("HF_", "TRANSFORMERS_", "KB_", "QDRANT_", "OLLAMA_", "OPENAI_"))
     }
     env |= {
         "OLLAMA_HOST": fake_ollama.url,
@@ -61,6 +66,7 @@ def test_ingest_and_question_stay_on_loopback(fake_ollama: FakeOllama, tmp_path:
         "KB_DATA_DIR": str(tmp_path / "data"),
         "KB_CONFIG": str(tmp_path / "none.toml"),
         "PYTHONPATH": str(REPO),
+        "OPENAI_API_KEY": "sk-a-stray-key-from-another-project",
     }
     question = "How high does the spring tide at Lisvik reach?"
     done = subprocess.run(
@@ -76,6 +82,8 @@ def test_ingest_and_question_stay_on_loopback(fake_ollama: FakeOllama, tmp_path:
     assert done.returncode == 0, done.stderr[-2000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["blocked"] == []
+    assert outcome["servers"] == ["ollama"]  # no OpenAI client without an explicit URL
+    assert "fake-llama3:8b@ollama" in outcome["listed"]
     assert outcome["failed"] == [] and outcome["chunks"] > 0
     assert "four metres" in outcome["answer"]
     assert outcome["cited"] == ["tides.md"]

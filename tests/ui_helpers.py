@@ -3,6 +3,7 @@ of the AppTest element tree."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import ingest
 from rag.embeddings import Embedder
+from rag.llm.base import ChatBackend
 from rag.settings import Settings
 from ui.plain import WORD_JOINER
 
@@ -23,6 +25,7 @@ APP = REPO / "ui" / "app.py"
 APP_TIMEOUT_S = 60  # a first run imports torch and the app's modules
 MODEL = "fake-llama3:8b"
 MODELS = "fake-llama3:8b,fake-mistral:7b,fake-qwen2:7b"
+OLLAMA = "ollama"  # the server name of the fake Ollama's models in model ids
 
 # The remote resources the safety tests plant; nothing may ever load them.
 IMAGE_MD = "![x](http://example.invalid/p.png)"
@@ -99,6 +102,28 @@ def app_environment(
 def ingest_corpus(settings: Settings, docs: Path, embedder: Embedder) -> None:
     report = ingest(settings, [docs], embedder=embedder)
     assert not report.failed, report.failed
+
+
+def ollama_id(name: str) -> str:
+    """The model id (`name@server`) of one of the fake Ollama's models."""
+    return f"{name}@{OLLAMA}"
+
+
+def label(model_id: str) -> str:
+    """How the app shows a model id in its pickers and headings: `name · server`."""
+    name, _, server = model_id.rpartition("@")
+    return f"{name} · {server}"
+
+
+def add_model_server(monkeypatch: pytest.MonkeyPatch, backend: ChatBackend) -> None:
+    """Make the app's composition root register `backend` beside the configured servers (as
+    the tests' `services_factory` does), for every `Services` the app builds from now on."""
+    import ui.resources
+    from rag.service import build_services
+
+    monkeypatch.setattr(
+        ui.resources, "build_services", functools.partial(build_services, extra_backends=[backend])
+    )
 
 
 def new_app() -> AppTest:

@@ -9,10 +9,22 @@ import streamlit as st
 
 from rag.chain import AnswerResult
 from rag.retrieve import Passage
+from rag.settings import Settings, env_name
+from ui.models_choice import model_label
 from ui.plain import escape_markdown, show_caption, show_text
 
 PARTIAL_MARK = "(answer broken off)"
 SEARCH_RESULTS_SHOWN = 8
+# Where a model's window comes from (`AnswerResult.window_source`), in plain words.
+WINDOW_SOURCES = {
+    "trained": "the model's trained context",
+    "server": "as the server states it",
+    "setting": "from KB_CONTEXT_WINDOWS",
+    "learned": "learned from the server's too-long error",
+    "default": "kb's cautious default",
+}
+# How token counts were made (`AnswerResult.counted_by`), for counts the server did not report.
+COUNTED_BY = {"tokenizer": "counted by the server's tokenizer", "estimate": "kb's estimate"}
 
 
 def show_warnings(result: AnswerResult) -> None:
@@ -24,22 +36,49 @@ def show_warnings(result: AnswerResult) -> None:
         )
     if result.truncated:
         st.warning(
-            "Ollama cut the prompt to fit the model's window, so this answer may ignore some "
-            "passages; the next question packs less."
+            f"The model server ({escape_markdown(result.server or 'unknown')}) cut the prompt "
+            f"to fit the model's {result.window:,}-token window, so this answer may ignore "
+            "some passages; the next question packs less."
         )
+    if result.notice:
+        st.info(escape_markdown(result.notice))
 
 
-def context_bar(result: AnswerResult) -> None:
+def window_words(result: AnswerResult, settings: Settings) -> str:
+    """The window the answer was packed for and where it comes from, in plain words:
+    `window 8,192 tokens (the model's trained context)`; a window at the cap says so."""
+    if result.window and result.window >= settings.cap_for(result.model):
+        setting = env_name("context_caps" if settings.context_caps else "context_cap")
+        source: str | None = f"the limit set by {setting}"
+    else:
+        source = WINDOW_SOURCES.get(result.window_source or "")
+    return f"window {result.window:,} tokens" + (f" ({source})" if source else "")
+
+
+def context_bar(result: AnswerResult, settings: Settings) -> None:
     share = min(1.0, result.context_tokens / result.window) if result.window else 0.0
-    st.progress(
-        share,
-        text=f"Context: {result.context_tokens:,} of {result.window:,} tokens "
-        f"(num_ctx sent: {result.num_ctx:,})",
-    )
+    words = window_words(result, settings)
+    st.progress(share, text=f"Context: passages {result.context_tokens:,} tokens · {words}")
+
+
+def token_counts(result: AnswerResult) -> str | None:
+    """`prompt 1,234 tokens, answer 56 tokens`, marked when the server did not count them."""
+    counts = [
+        f"{label} {count:,} tokens"
+        for label, count in (("prompt", result.prompt_tokens), ("answer", result.output_tokens))
+        if count is not None
+    ]
+    if not counts:
+        return None
+    how = COUNTED_BY.get(result.counted_by or "server")
+    return ", ".join(counts) + (f" ({how})" if how else "")
 
 
 def speed_line(result: AnswerResult) -> str:
-    parts = [result.model]
+    parts = [model_label(result.model)]
+    counts = token_counts(result)
+    if counts:
+        parts.append(counts)
     if result.ttft_ms is not None:
         parts.append(f"first token {result.ttft_ms:,.0f} ms")
     if result.tokens_per_s:
@@ -71,22 +110,22 @@ def sources_panel(result: AnswerResult, expanded: bool = False) -> None:
             show_passage(record, record["n"] in cited)
 
 
-def answer_details(result: AnswerResult) -> None:
+def answer_details(result: AnswerResult, settings: Settings) -> None:
     """Everything about an answer but its text."""
     show_warnings(result)
-    context_bar(result)
+    context_bar(result, settings)
     st.caption(escape_markdown(speed_line(result)))
     sources_panel(result)
 
 
-def show_answer(result: AnswerResult) -> None:
+def show_answer(result: AnswerResult, settings: Settings) -> None:
     """A finished answer (from history): its text, then its details."""
     show_text(result.answer or "(no text)")
-    answer_details(result)
+    answer_details(result, settings)
 
 
 def show_search_results(passages: list[Passage]) -> None:
-    """Retrieval alone (Ollama unreachable): the best passages with their sources."""
+    """Retrieval alone (no model server reachable): the best passages with their sources."""
     if not passages:
         st.caption("No passage matches this question.")
         return

@@ -1,7 +1,7 @@
 """The kb web app: `streamlit run ui/app.py`.
 
 Five pages (Chat, Compare, Library, Models, Evaluation), each a script under `ui/views/` that
-starts with `ui.resources.page_start()` (settings, password gate, Ollama banner).
+starts with `ui.resources.page_start()` (settings, password gate, model servers' banner).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ui.models_choice import unambiguous_id
+
 TIE = "tie"
 _append_lock = threading.Lock()
 
@@ -70,6 +72,23 @@ class WinRate:
     def rate(self) -> float:
         """Wins over comparisons; a tie counts half."""
         return (self.wins + 0.5 * self.ties) / self.compared if self.compared else 0.0
+
+
+def marks_by_id(marks: list[dict[str, Any]], model_ids: list[str]) -> list[dict[str, Any]]:
+    """The marks with models saved under bare names (before models had servers) as the listed
+    id each names, where exactly one listed model has that name."""
+
+    def as_id(model: Any) -> Any:
+        return unambiguous_id(model, model_ids) if isinstance(model, str) else model
+
+    return [
+        {
+            **mark,
+            "models": [as_id(model) for model in mark["models"]],
+            "winner": mark["winner"] if mark["winner"] == TIE else as_id(mark["winner"]),
+        }
+        for mark in marks
+    ]
 
 
 def win_rates(marks: list[dict[str, Any]]) -> list[WinRate]:

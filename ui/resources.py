@@ -1,8 +1,10 @@
-"""What the app holds per process (settings, embedder, shared store, Ollama gateway) and the
-few helpers every page starts with.
+"""What the app holds per process (settings and one `Services`: model servers, embedder, shared
+store) and the few helpers every page starts with.
 
 Everything here is cached with `st.cache_resource`, so it is built once per process and shared
 by every browser session; nothing about a user lives here (that is `st.session_state`'s job).
+The embedder's weights are cached by the embedding settings alone, so `Services` built for
+settings that differ elsewhere (a changed kb.toml; the tests' temp folders) share one load.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from threading import Thread
 
@@ -19,13 +19,12 @@ import streamlit as st
 
 from rag.embeddings import Embedder
 from rag.errors import KBError
-from rag.ollama_client import OllamaGateway
+from rag.service import Services, build_services
 from rag.settings import UPSTREAM_NAMES, Settings, env_name, load_settings
-from rag.store import SharedStore, Store
 from ui.auth import require_password
 from ui.plain import escape_markdown
 
-REACHABILITY_TTL_S = 10  # how long an Ollama up/down answer is trusted
+REACHABILITY_TTL_S = 10  # how long the servers' up/down answers are trusted
 MODEL_LIST_TTL_S = 30
 
 
@@ -46,12 +45,14 @@ def _settings_for(environment_key: str) -> Settings:
 
 def settings_key(settings: Settings) -> str:
     """A cache key for everything built from `settings` (secrets included, hashed)."""
-    secrets = [
-        s.get_secret_value() if s is not None else None
-        for s in (settings.qdrant_api_key, settings.app_password)
-    ]
+    keys = [settings.qdrant_api_key, settings.app_password, settings.openai_api_key]
+    keys += [server.api_key for server in settings.openai_servers]
+    secrets = [key.get_secret_value() if key is not None else None for key in keys]
     raw = settings.model_dump_json() + json.dumps(secrets)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+# -- the embedder -------------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner=False)
@@ -59,9 +60,7 @@ def _embedder_for(name: str, device: str, batch_size: int, _settings: Settings) 
     return Embedder(_settings)
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    """One embedder per process (per embedding model), loaded (see `warm_up_embedder`)."""
-    _warm_up(settings).join()
+def _shared_embedder(settings: Settings) -> Embedder:
     return _embedder_for(
         settings.embed_model, settings.embed_device, settings.embed_batch_size, settings
     )
@@ -75,74 +74,82 @@ def _warm_up_thread(name: str, device: str, batch_size: int, _embedder: Embedder
 
 
 def _warm_up(settings: Settings) -> Thread:
-    embedder = _embedder_for(
-        settings.embed_model, settings.embed_device, settings.embed_batch_size, settings
-    )
     return _warm_up_thread(
-        settings.embed_model, settings.embed_device, settings.embed_batch_size, embedder
+        settings.embed_model,
+        settings.embed_device,
+        settings.embed_batch_size,
+        _shared_embedder(settings),
     )
 
 
 def warm_up_embedder(settings: Settings) -> None:
     """Start loading the embedder in the background (once per process), so that the first
-    question does not wait seconds for it; `get_embedder` waits for the load to finish."""
+    question does not wait seconds for it; `ready_services` waits for the load to finish."""
     _warm_up(settings)
 
 
-def _close_store(shared: SharedStore) -> None:
-    shared.close()
+def get_embedder(settings: Settings) -> Embedder:
+    """The process's embedder for these embedding settings, loaded."""
+    _warm_up(settings).join()
+    return _shared_embedder(settings)
 
 
-@st.cache_resource(show_spinner=False, on_release=_close_store)
-def _shared_store_for(key: str, _settings: Settings) -> SharedStore:
-    return SharedStore(_settings)
+# -- the composition root -----------------------------------------------------------------------
 
 
-def get_shared_store(settings: Settings) -> SharedStore:
-    return _shared_store_for(settings_key(settings), settings)
+def _close_services(services: Services) -> None:
+    services.close()
 
 
-def _close_gateway(gateway: OllamaGateway) -> None:
-    gateway.close()
+@st.cache_resource(show_spinner=False, on_release=_close_services)
+def _services_for(key: str, _settings: Settings) -> Services:
+    return build_services(_settings, embedder=_shared_embedder(_settings), shared_store=True)
 
 
-@st.cache_resource(show_spinner=False, on_release=_close_gateway)
-def _gateway_for(key: str, _settings: Settings) -> OllamaGateway:
-    return OllamaGateway(_settings)
+def get_services(settings: Settings) -> Services:
+    """The one `Services` of this process for these settings: every configured model server,
+    the embedder (possibly still loading) and the shared store."""
+    return _services_for(settings_key(settings), settings)
 
 
-def get_gateway(settings: Settings) -> OllamaGateway:
-    return _gateway_for(settings_key(settings), settings)
+def ready_services(settings: Settings) -> Services:
+    """`get_services`, once the embedder has loaded (for anything that embeds a text)."""
+    _warm_up(settings).join()
+    return get_services(settings)
+
+
+# -- the model servers --------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner=False, ttl=REACHABILITY_TTL_S)
-def _reachable(key: str, _gateway: OllamaGateway) -> bool:
-    return _gateway.is_reachable()
+def _reachability(key: str, _services: Services) -> dict[str, bool]:
+    return _services.models.reachability()
 
 
-def ollama_reachable(settings: Settings) -> bool:
-    """Whether Ollama answers; asked at most every few seconds, not on every rerun."""
-    return _reachable(settings_key(settings), get_gateway(settings))
+def server_reachability(settings: Settings) -> dict[str, bool]:
+    """Each configured server, up or down; asked at most every few seconds, not per rerun."""
+    return dict(_reachability(settings_key(settings), get_services(settings)))
+
+
+def models_reachable(settings: Settings) -> bool:
+    """Whether at least one model server answers."""
+    return any(server_reachability(settings).values())
 
 
 @st.cache_resource(show_spinner=False, ttl=MODEL_LIST_TTL_S)
-def _pulled_models(key: str, _gateway: OllamaGateway) -> list[str]:
-    return [m.model for m in _gateway.list_models() if m.model]
+def _model_ids(key: str, _services: Services) -> list[str]:
+    return [model.id for model in _services.models.list_models()]
 
 
-def pulled_models(settings: Settings) -> list[str]:
-    """Names of the models Ollama has; empty when it cannot be asked."""
+def listed_models(settings: Settings) -> list[str]:
+    """The ids (`name@server`) of every model every reachable server offers, server by server;
+    empty when no server can be asked (then without asking again on every rerun)."""
+    if not models_reachable(settings):
+        return []
     try:
-        return list(_pulled_models(settings_key(settings), get_gateway(settings)))
+        return list(_model_ids(settings_key(settings), get_services(settings)))
     except KBError:
         return []
-
-
-@contextmanager
-def store_in_use(settings: Settings) -> Iterator[Store]:
-    """The process's shared store for one operation (it is released again when idle)."""
-    with get_shared_store(settings).use() as store:
-        yield store
 
 
 def current_settings() -> Settings:
@@ -155,28 +162,42 @@ def current_settings() -> Settings:
         raise  # st.stop() raises; this line is for the type checker
 
 
-def page_start(needs_ollama: bool = False) -> Settings:
-    """What every page does first: settings, the password gate, the Ollama banner."""
+def page_start(needs_models: bool = False) -> Settings:
+    """What every page does first: settings, the password gate, the model servers' banner."""
     settings = current_settings()
     require_password(settings)
-    if needs_ollama and not ollama_reachable(settings):
-        ollama_banner(settings)
+    if needs_models:
+        servers_banner(settings)
     return settings
 
 
-def ollama_banner(settings: Settings) -> None:
-    variable = env_name("ollama_hosts" if settings.ollama_hosts else "ollama_host")
-    hosts = escape_markdown(", ".join(get_gateway(settings).hosts))
+def _server_descriptions(settings: Settings, servers: list[str]) -> str:
+    backends = get_services(settings).models.backends
+    return escape_markdown("; ".join(backends[name].describe() for name in servers))
+
+
+def servers_banner(settings: Settings) -> None:
+    """A warning when no model server answers; a quiet note naming the ones that do not."""
+    reachability = server_reachability(settings)
+    down = [name for name, up in reachability.items() if not up]
+    if not down:
+        return
+    where = _server_descriptions(settings, down)
+    if len(down) < len(reachability):
+        st.caption(f"Not reachable now: {where}; their models are left out until they answer.")
+        return
+    ollama_variable = env_name("ollama_hosts" if settings.ollama_hosts else "ollama_host")
+    openai_variables = f"{env_name('openai_base_url')} or {env_name('openai_servers')}"
     st.warning(
-        f"Ollama is unreachable at {hosts} ({variable}). Start it with `ollama serve` "
-        "(or `docker compose up -d ollama`), or point "
-        f"{variable} at a running Ollama. Until then, chat shows the best matching passages "
-        "instead of answers."
+        f"No model server is reachable ({where}); start Ollama with `ollama serve` (or "
+        "`docker compose up -d ollama`) or an OpenAI-compatible server, or point "
+        f"{ollama_variable} or {openai_variables} at a running one, and until then chat shows "
+        "the best matching passages instead of answers."
     )
 
 
 def release_process_resources() -> None:
-    """Close every shared store and gateway this process holds and forget Ollama's state (for
-    tests, which run many configurations in one process); the embedder stays loaded."""
-    for cached in (_shared_store_for, _gateway_for, _reachable, _pulled_models, _settings_for):
+    """Close every `Services` this process holds and forget the servers' state (for tests,
+    which run many configurations in one process); the embedder stays loaded."""
+    for cached in (_services_for, _reachability, _model_ids, _settings_for):
         cached.clear()

@@ -1,8 +1,9 @@
 """Chat: questions answered from the knowledge base, streamed, with their sources.
 
-Without Ollama the page answers with retrieval alone: the best passages and their sources.
-Hot path (Enter to first token): cached settings, store, embedder and gateway, the chat history
-from the session, then `Chain.stream`; nothing here lists documents or reloads anything.
+Without a reachable model server the page answers with retrieval alone: the best passages and
+their sources. Hot path (Enter to first token): cached settings and `Services` (store, embedder,
+model servers), the chat history from the session, then `Chain.stream`; nothing here lists
+documents or reloads anything.
 """
 
 from __future__ import annotations
@@ -16,19 +17,12 @@ from rag.chain import AnswerResult, Chain
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.answer_view import answer_details, show_answer, show_search_results
-from ui.models_choice import missing_models, model_choices
+from ui.models_choice import kept_choice, model_choices, model_label, no_model_message
 from ui.plain import escape_markdown, escaped_stream, show_error, show_text
-from ui.resources import (
-    get_embedder,
-    get_gateway,
-    ollama_reachable,
-    page_start,
-    pulled_models,
-    store_in_use,
-)
+from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 TURNS = "chat_turns"  # this session's conversation: list of turn dicts
-MODEL = "chat_model"  # this session's model choice
+MODEL = "chat_model"  # this session's model choice: a model id (older sessions: a bare name)
 
 
 def chain_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -42,23 +36,24 @@ def chain_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def pick_model(settings: Settings) -> str | None:
-    choices = model_choices(settings, pulled_models(settings))
+    """The sidebar's model picker: every model of every reachable server, shown with its
+    server; this session's earlier choice is kept while a server offers it."""
+    listed = listed_models(settings)
+    choices = model_choices(settings, listed)
     if not choices:
-        missing = " ".join(missing_models(settings, [])) or settings.model
-        st.sidebar.error(f"Ollama has no models yet; pull one with `ollama pull {missing}`.")
+        st.sidebar.error(no_model_message(settings, listed))
         return None
-    if st.session_state.get(MODEL) not in choices:
-        st.session_state[MODEL] = choices[0]
-    return st.sidebar.selectbox("Model", choices, key=MODEL)
+    st.session_state[MODEL] = kept_choice(st.session_state.get(MODEL), choices) or choices[0]
+    return st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
 
 
-def show_turn(turn: dict[str, Any]) -> None:
+def show_turn(turn: dict[str, Any], settings: Settings) -> None:
     role = turn["role"]
     with st.chat_message("user" if role == "user" else "assistant"):
         if role == "user":
             show_text(turn["content"])
         elif role == "assistant":
-            show_answer(turn["result"])
+            show_answer(turn["result"], settings)
         elif role == "search":
             show_search_results(turn["passages"])
         else:
@@ -85,8 +80,9 @@ def answer(settings: Settings, question: str, model: str | None) -> dict[str, An
     history = chain_history(st.session_state[TURNS])
     with st.chat_message("assistant"):
         try:
-            with store_in_use(settings) as store:
-                chain = Chain(settings, store, get_embedder(settings), get_gateway(settings))
+            services = ready_services(settings)
+            with services.open_store() as store:
+                chain = services.chain(store)
                 if model is None:
                     passages = chain.search(question)
                     show_search_results(passages)
@@ -95,7 +91,7 @@ def answer(settings: Settings, question: str, model: str | None) -> dict[str, An
         except KBError as err:
             show_error(err)
             return {"role": "error", "content": str(err)}
-        answer_details(result)
+        answer_details(result, settings)
     return {"role": "assistant", "content": result.answer, "result": result}
 
 
@@ -108,13 +104,13 @@ def sidebar(settings: Settings, online: bool) -> str | None:
 
 
 def main() -> None:
-    settings = page_start(needs_ollama=True)
+    settings = page_start(needs_models=True)
     st.session_state.setdefault(TURNS, [])
-    online = ollama_reachable(settings)
+    online = models_reachable(settings)
     model = sidebar(settings, online)
     st.title("Chat" if online else "Search")
     for turn in st.session_state[TURNS]:
-        show_turn(turn)
+        show_turn(turn, settings)
     prompt = "Ask the knowledge base" if online else "Search the knowledge base"
     question = st.chat_input(prompt, disabled=online and model is None)
     if not question:

@@ -1,52 +1,47 @@
-"""Compare: one question to 2-4 models side by side, in parallel; the user marks the better
-answer and the marks add up to a win rate per model."""
+"""Compare: one question to 2-4 models side by side, in parallel (each may be on another
+server); the user marks the better answer and the marks add up to a win rate per model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
 
-from rag.chain import AnswerResult, Chain
+from rag.chain import AnswerResult
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.answer_view import answer_details, show_answer
-from ui.marks import TIE, append_mark, marks_path, read_marks, win_rates
-from ui.models_choice import model_choices
+from ui.marks import TIE, append_mark, marks_by_id, marks_path, read_marks, win_rates
+from ui.models_choice import (
+    kept_choices,
+    model_choices,
+    model_label,
+    pull_hint,
+    split_model_id,
+)
 from ui.parallel import stream_side_by_side
 from ui.plain import escape_markdown, show_error
-from ui.resources import (
-    get_embedder,
-    get_gateway,
-    ollama_reachable,
-    page_start,
-    pulled_models,
-    store_in_use,
-)
+from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 RUN = "compare_run"  # this session's last comparison: question, models, results, mark
-MODELS = "compare_models"
+MODELS = "compare_models"  # this session's model ids (older sessions: bare names)
 MIN_MODELS, MAX_MODELS = 2, 4
 
 
-def chain_opener(settings: Settings) -> Any:
-    @contextmanager
-    def open_chain() -> Iterator[Chain]:
-        with store_in_use(settings) as store:
-            yield Chain(settings, store, get_embedder(settings), get_gateway(settings))
-
-    return open_chain
-
-
-def ask_form(settings: Settings, choices: list[str]) -> tuple[str, list[str]] | None:
-    # keep this session's choice, less any model Ollama no longer has
-    kept = [m for m in st.session_state.get(MODELS, choices[:MIN_MODELS]) if m in choices]
-    st.session_state[MODELS] = kept
+def ask_form(choices: list[str]) -> tuple[str, list[str]] | None:
+    # keep this session's choice (old bare names as their ids), less models no server offers
+    st.session_state[MODELS] = kept_choices(
+        st.session_state.get(MODELS, choices[:MIN_MODELS]), choices
+    )
     with st.form("compare"):
         question = st.text_area("Question", height=80)
-        models = st.multiselect("Models (2 to 4)", choices, key=MODELS, max_selections=MAX_MODELS)
+        models = st.multiselect(
+            "Models (2 to 4)",
+            choices,
+            key=MODELS,
+            max_selections=MAX_MODELS,
+            format_func=model_label,
+        )
         submitted = st.form_submit_button("Compare")
     if not submitted:
         return None
@@ -64,10 +59,11 @@ def run_comparison(settings: Settings, question: str, models: list[str]) -> dict
     columns = st.columns(len(models))
     boxes, texts = [], ["" for _ in models]
     for column, model in zip(columns, models, strict=True):
-        column.subheader(escape_markdown(model))
+        column.subheader(escape_markdown(model_label(model)))
         boxes.append(column.empty())
     results: dict[str, AnswerResult | str] = {}
-    for lane, event in stream_side_by_side(chain_opener(settings), question, models):
+    open_chain = ready_services(settings).open_chain
+    for lane, event in stream_side_by_side(open_chain, question, models):
         if isinstance(event, str):
             texts[lane] += event
             boxes[lane].markdown(escape_markdown(texts[lane]))
@@ -77,36 +73,42 @@ def run_comparison(settings: Settings, question: str, models: list[str]) -> dict
             results[models[lane]] = str(event)
     for column, model in zip(columns, models, strict=True):
         with column:
-            show_outcome(results[model], streamed=True)
+            show_outcome(results[model], settings, streamed=True)
     return {"question": question, "models": models, "results": results, "mark": None}
 
 
-def show_outcome(outcome: AnswerResult | str, streamed: bool = False) -> None:
+def show_outcome(outcome: AnswerResult | str, settings: Settings, streamed: bool = False) -> None:
     if isinstance(outcome, str):
         show_error(KBError(outcome))
     elif streamed:
-        answer_details(outcome)
+        answer_details(outcome, settings)
     else:
-        show_answer(outcome)
+        show_answer(outcome, settings)
 
 
-def show_run(run: dict[str, Any]) -> None:
+def show_run(run: dict[str, Any], settings: Settings) -> None:
     st.markdown("**Question:** " + escape_markdown(run["question"]))
     columns = st.columns(len(run["models"]))
     for column, model in zip(columns, run["models"], strict=True):
         with column:
-            st.subheader(escape_markdown(model))
-            show_outcome(run["results"][model])
+            st.subheader(escape_markdown(model_label(model)))
+            show_outcome(run["results"][model], settings)
 
 
 def mark_form(settings: Settings, run: dict[str, Any]) -> None:
     if run["mark"] is not None:
-        shown = "a tie" if run["mark"] == TIE else run["mark"]
+        shown = "a tie" if run["mark"] == TIE else model_label(run["mark"])
         st.success(f"Marked: {escape_markdown(shown)}.")
         return
     options = [*run["models"], TIE]
     with st.form("mark"):
-        winner = st.radio("Which answer is better?", options, horizontal=True, index=None)
+        winner = st.radio(
+            "Which answer is better?",
+            options,
+            horizontal=True,
+            index=None,
+            format_func=lambda option: "a tie" if option == TIE else model_label(option),
+        )
         saved = st.form_submit_button("Save mark")
     if saved and winner is not None:
         append_mark(marks_path(settings.data_dir), run["question"], run["models"], winner)
@@ -115,15 +117,19 @@ def mark_form(settings: Settings, run: dict[str, Any]) -> None:
 
 
 def win_rate_table(settings: Settings) -> None:
+    """Win rates from every mark; marks saved under bare names count for the listed model
+    they name when exactly one does (else under the name as saved)."""
     st.subheader("Win rates")
-    rates = win_rates(read_marks(marks_path(settings.data_dir)))
+    marks = marks_by_id(read_marks(marks_path(settings.data_dir)), listed_models(settings))
+    rates = win_rates(marks)
     if not rates:
         st.caption("No answer has been marked yet.")
         return
     st.dataframe(
         [
             {
-                "model": r.model,
+                "model": split_model_id(r.model)[0],
+                "server": split_model_id(r.model)[1] or "(not recorded)",
                 "win rate": f"{r.rate:.0%}",
                 "wins": r.wins,
                 "ties": r.ties,
@@ -137,21 +143,26 @@ def win_rate_table(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = page_start(needs_ollama=True)
+    settings = page_start(needs_models=True)
     st.title("Compare models")
-    if not ollama_reachable(settings):
-        st.info("Comparing needs Ollama; see above.")
+    if not models_reachable(settings):
+        st.info("Comparing needs a model server; see above.")
         win_rate_table(settings)
         return
-    choices = model_choices(settings, pulled_models(settings))
+    listed = listed_models(settings)
+    choices = model_choices(settings, listed)
     if len(choices) < MIN_MODELS:
-        st.info("Ollama needs at least two models for a comparison; pull another one.")
+        st.info(
+            "A comparison needs at least two models; pull another with "
+            f"`ollama pull {pull_hint(settings, listed)}`, or start an OpenAI-compatible "
+            "server (OPENAI_BASE_URL)."
+        )
     else:
-        asked = ask_form(settings, choices)
+        asked = ask_form(choices)
         if asked is not None:
             st.session_state[RUN] = run_comparison(settings, *asked)
         elif RUN in st.session_state:
-            show_run(st.session_state[RUN])
+            show_run(st.session_state[RUN], settings)
         if RUN in st.session_state:
             mark_form(settings, st.session_state[RUN])
     win_rate_table(settings)

@@ -3,7 +3,6 @@ set, and show the tables and charts of the newest and earlier runs."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,9 @@ import streamlit as st
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.eval_runs import EvalRun, find_runs, history_rows
-from ui.models_choice import model_choices
+from ui.models_choice import model_choices, model_label, no_model_message
 from ui.plain import escape_markdown, show_error
-from ui.resources import (
-    get_embedder,
-    get_gateway,
-    ollama_reachable,
-    page_start,
-    pulled_models,
-    store_in_use,
-)
+from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 NO_JUDGE = "(no judge)"
 DEFAULT_LIMIT = 5
@@ -36,12 +28,16 @@ def sample_set() -> Path:
     return Path(folders[0]) / "sample" if folders else Path("eval/sample")
 
 
-def run_form(settings: Settings, choices: list[str]) -> dict[str, Any] | None:
+def judge_label(option: str) -> str:
+    return option if option == NO_JUDGE else model_label(option)
+
+
+def run_form(choices: list[str]) -> dict[str, Any] | None:
     with st.form("evaluate"):
         dataset = st.text_input("Eval set folder (docs/ and qa.jsonl)", str(sample_set()))
-        models = st.multiselect("Models", choices, default=choices[:1])
+        models = st.multiselect("Models", choices, default=choices[:1], format_func=model_label)
         limit = st.number_input("Questions (0 = all)", min_value=0, value=DEFAULT_LIMIT, step=1)
-        judge = st.selectbox("Judge model", [NO_JUDGE, *choices])
+        judge = st.selectbox("Judge model", [NO_JUDGE, *choices], format_func=judge_label)
         submitted = st.form_submit_button("Run evaluation")
     if not submitted:
         return None
@@ -67,20 +63,18 @@ def run_evaluation(settings: Settings, request: dict[str, Any]) -> Path | None:
     def on_ingest(shown: str, files_done: int, chunks: int) -> None:
         bar.progress(0.0, text=f"Ingesting the eval set: {files_done} files, {chunks} chunks")
 
-    options: dict[str, Any] = {
-        "embedder": get_embedder(settings),
-        "gateway": get_gateway(settings),
-        "on_progress": on_progress,
-        "on_ingest": on_ingest,
-        "notify": lambda message: st.info(escape_markdown(message)),
-    }
     try:
-        if "store" in inspect.signature(run_answers).parameters:
-            with store_in_use(settings) as store:
-                return run_answers(settings, **request, store=store, **options)
-        # Without a `store` parameter run_answers opens the store itself, which works with a
-        # Qdrant server, or with the embedded store while the app is not holding it.
-        return run_answers(settings, **request, **options)
+        return run_answers(
+            ready_services(settings),  # its store is the app's shared one
+            request["dataset"],
+            request["models"],
+            request["limit"],
+            request["judge"],
+            None,  # the run's folder: under <data_dir>/eval-runs
+            on_progress=on_progress,
+            on_ingest=on_ingest,
+            notify=lambda message: st.info(escape_markdown(message)),
+        )
     except KBError as err:
         show_error(err)
         return None
@@ -129,15 +123,18 @@ def show_runs(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = page_start(needs_ollama=True)
+    settings = page_start(needs_models=True)
     st.title("Evaluation")
-    if ollama_reachable(settings):
-        choices = model_choices(settings, pulled_models(settings))
-        request = run_form(settings, choices) if choices else None
+    if models_reachable(settings):
+        listed = listed_models(settings)
+        choices = model_choices(settings, listed)
+        if not choices:
+            st.info(no_model_message(settings, listed))
+        request = run_form(choices) if choices else None
         if request is not None and run_evaluation(settings, request) is not None:
             st.success("The evaluation finished; its run is shown below.")
     else:
-        st.info("Running an evaluation needs Ollama; earlier runs are shown below.")
+        st.info("Running an evaluation needs a model server; earlier runs are shown below.")
     st.subheader("Runs")
     show_runs(settings)
 

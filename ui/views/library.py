@@ -16,7 +16,7 @@ from rag.errors import KBError
 from rag.settings import Settings
 from rag.store import DocRecord
 from ui.plain import escape_markdown, show_error
-from ui.resources import get_embedder, page_start, store_in_use
+from ui.resources import get_services, page_start, ready_services
 from ui.uploads import save_uploads, uploads_dir
 
 REPORT = "library_report"  # this session's last ingest report
@@ -84,13 +84,14 @@ def progress_reporter(total: int) -> Callable[[str, int, int], None]:
 
 def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> None:
     total = sum(1 for _ in find_files(roots))
+    services = ready_services(settings)
     try:
-        with store_in_use(settings) as store:
+        with services.open_store() as store:
             report = ingest(
                 settings,
                 roots,
                 prune=prune,
-                embedder=get_embedder(settings),
+                embedder=services.embedder,
                 on_progress=progress_reporter(total),
                 store=store,
             )
@@ -157,7 +158,7 @@ def delete_form(settings: Settings, documents: list[DocRecord]) -> None:
     if not submitted or doc_id is None:
         return
     try:
-        with store_in_use(settings) as store:
+        with get_services(settings).open_store() as store:
             remove_document(store, by_id[doc_id])
     except KBError as err:
         show_error(err)
@@ -168,7 +169,7 @@ def delete_form(settings: Settings, documents: list[DocRecord]) -> None:
 
 def read_library(settings: Settings) -> tuple[list[DocRecord], int] | None:
     try:
-        with store_in_use(settings) as store:
+        with get_services(settings).open_store() as store:
             return store.documents(), store.count_chunks()
     except KBError as err:
         show_error(err)

@@ -1,4 +1,5 @@
-"""Models: the table of `python -m rag models`, and how to pull configured models Ollama lacks."""
+"""Models: the table of `python -m rag models` (every model of every reachable server, its
+window and where that window comes from), and how to get configured models no server has."""
 
 from __future__ import annotations
 
@@ -6,64 +7,103 @@ from typing import Any
 
 import streamlit as st
 
-from rag.cli import model_row
 from rag.errors import KBError
-from rag.models import canonical_model_name, list_model_facts
-from rag.settings import Settings
+from rag.models import configured_models, list_model_facts, model_row
+from rag.service import Services
+from rag.settings import Settings, env_name
+from ui.answer_view import WINDOW_SOURCES
+from ui.models_choice import find_model, missing_models, split_model_id
 from ui.plain import escape_markdown, show_error
-from ui.resources import get_gateway, ollama_reachable, page_start
+from ui.resources import get_services, models_reachable, page_start
 
+OLLAMA_SERVER = "ollama"  # the server name of Ollama's models (`llama3.2:latest@ollama`)
 COLUMNS = {
     "name": "model",
+    "server": "server",
     "family": "family",
     "parameter_size": "parameters",
     "quantization": "quantization",
     "context_length": "trained context",
-    "effective_window": "window used",
+    "effective_window": "window",
     "kv_cache_mib": "KV cache (MiB)",
     "license": "license",
-    "pulled": "pulled",
+    "pulled": "available",
 }
 
 
+def window_from(row: dict[str, Any], settings: Settings) -> str:
+    """Where a model's window comes from, in plain words (and whether a cap lowered it)."""
+    source = WINDOW_SOURCES.get(row.get("window_source") or "", "")
+    window, used = row.get("window"), row.get("effective_window")
+    if window is not None and used is not None and used < window:
+        setting = env_name("context_caps" if settings.context_caps else "context_cap")
+        return f"{source}, capped by {setting}" if source else f"capped by {setting}"
+    return source
+
+
 def table_rows(rows: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
-    default = canonical_model_name(settings.model)
+    default = find_model(settings.model, [row["id"] for row in rows if row["pulled"]])
     shown = []
     for row in rows:
         cells = {label: row[key] for key, label in COLUMNS.items()}
-        cells["default"] = row["name"] == default
+        cells["server"] = cells["server"] or "(none)"
+        cells["window from"] = window_from(row, settings)
+        cells["default"] = row["id"] == default
         shown.append(cells)
     return shown
 
 
-def pull_commands(rows: list[dict[str, Any]], settings: Settings) -> list[str]:
-    """`ollama pull NAME` for every configured model that is not pulled."""
-    configured = {canonical_model_name(n) for n in [settings.model, *settings.models]}
-    return [f"ollama pull {r['name']}" for r in rows if not r["pulled"] and r["name"] in configured]
+def get_commands(rows: list[dict[str, Any]], settings: Settings) -> tuple[list[str], list[str]]:
+    """For the configured models no server offers: `ollama pull NAME` for Ollama's (bare names
+    and `@ollama` ids), and the ids meant for another server (to load there)."""
+    available = [row["id"] for row in rows if row["pulled"]]
+    pulls, elsewhere = [], []
+    for model in missing_models(settings, available):
+        name, server = split_model_id(model)
+        if server in ("", OLLAMA_SERVER):
+            pulls.append(f"ollama pull {name}")
+        else:
+            elsewhere.append(model)
+    return pulls, elsewhere
+
+
+def model_rows(services: Services) -> list[dict[str, Any]]:
+    """`python -m rag models --json`'s rows. Raises `KBError`."""
+    settings, learned = services.settings, services.calibration.learned_window
+    facts = list_model_facts(services.models, settings)
+    return [model_row(f, settings, learned(f.id)) for f in facts]
 
 
 def main() -> None:
-    settings = page_start(needs_ollama=True)
+    settings = page_start(needs_models=True)
     st.title("Models")
-    if not ollama_reachable(settings):
-        configured = ", ".join(dict.fromkeys([settings.model, *settings.models]))
-        st.info(f"Configured models: {escape_markdown(configured)}. The table needs Ollama.")
+    if not models_reachable(settings):
+        configured = ", ".join(configured_models(settings))
+        st.info(
+            f"Configured models: {escape_markdown(configured)}; the table needs a model "
+            "server, see above."
+        )
         return
     try:
-        facts = list_model_facts(get_gateway(settings), settings)
+        rows = model_rows(get_services(settings))
     except KBError as err:
         show_error(err)
         return
-    rows = [model_row(f, settings) for f in facts]
     st.dataframe(table_rows(rows, settings), hide_index=True)
     st.caption(
-        "window used: the num_ctx kb asks for (the trained context, capped by KB_CONTEXT_CAP); "
-        "KV cache: the memory that window costs at f16."
+        "window: the tokens kb packs the prompt and answer into (for Ollama the model's trained "
+        "context, asked for on every request; for other servers what the server states), "
+        "capped by KB_CONTEXT_CAP; KV cache: the memory that window costs at f16."
     )
-    missing = pull_commands(rows, settings)
-    if missing:
+    pulls, elsewhere = get_commands(rows, settings)
+    if pulls:
         st.warning("Some configured models are not pulled yet. Pull them with:")
-        st.code("\n".join(missing), language="bash")
+        st.code("\n".join(pulls), language="bash")
+    if elsewhere:
+        st.warning(
+            f"No server offers {escape_markdown(', '.join(elsewhere))}; load each on the "
+            "server its id names, or fix KB_MODEL or KB_MODELS."
+        )
 
 
 if __name__ == "__main__":

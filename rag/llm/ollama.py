@@ -1,4 +1,9 @@
-"""The adapter to Ollama: the official `ollama` client, several hosts, errors as `rag.errors`.
+"""The Ollama adapter: the official `ollama` client, several hosts, errors as `rag.errors`.
+
+`OllamaBackend` is the `ChatBackend` for Ollama: `num_ctx` on every request (Ollama's default
+window is far smaller than most models'), facts from `/api/show`, and a `Usage` whose `window`
+lets the chain see Ollama's silent cut (a prompt longer than `num_ctx` is cut from the front,
+and only `prompt_eval_count` == `num_ctx` tells). Ollama's client types stay in this module.
 
 `OllamaGateway` spreads requests over `settings.all_ollama_hosts` (round robin per model),
 remembers for `host_down_for_s` a host that refused the connection and skips it meanwhile, tries
@@ -18,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import ollama
 
+from rag.catalog import lookup
 from rag.errors import (
     KBError,
     ModelNotFoundError,
@@ -25,6 +31,8 @@ from rag.errors import (
     OllamaTimeoutError,
     OllamaUnreachableError,
 )
+from rag.llm.base import ChatEvent, ListedModel, Message, ModelFacts, ModelRef, TextDelta, Usage
+from rag.llm.structured import parse_structured
 from rag.settings import Settings, env_name
 
 DEFAULT_PORT = 11434
@@ -39,7 +47,7 @@ _REQUEST_ERRORS = (ollama.ResponseError, httpx.HTTPError, ValueError)
 
 T = TypeVar("T")
 ChatChunk = ollama.ChatResponse
-ListedModel = ollama.ListResponse.Model
+OllamaListed = ollama.ListResponse.Model
 
 
 def normalize_host(host: str) -> str:
@@ -95,9 +103,9 @@ class OllamaGateway:
         """The sentence shown when no host answers: where Ollama was looked for, how to start it."""
         return str(self._unreachable())
 
-    def list_models(self) -> list[ListedModel]:
+    def list_models(self) -> list[OllamaListed]:
         """The models pulled on any reachable host, each name once, sorted by name."""
-        merged: dict[str, ListedModel] = {}
+        merged: dict[str, OllamaListed] = {}
         for listing in self._on_every_host(lambda host: self._client(host).list()):
             for model in listing.models:
                 merged.setdefault(model.model or "", model)
@@ -289,3 +297,167 @@ def _is_model_not_found(err: BaseException) -> bool:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split()).rstrip(".")
+
+
+# -- the ChatBackend --------------------------------------------------------------------------
+
+SERVER_NAME = "ollama"
+NS_PER_MS = 1e6
+
+
+class OllamaBackend:
+    """`ChatBackend` over one `OllamaGateway` (one or several Ollama hosts)."""
+
+    name = SERVER_NAME
+
+    def __init__(self, settings: Settings, *, host_down_for_s: float = HOST_DOWN_FOR_S) -> None:
+        self.gateway = OllamaGateway(settings, host_down_for_s=host_down_for_s)
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.gateway.hosts
+
+    def describe(self) -> str:
+        return f"Ollama at {', '.join(self.gateway.hosts)}"
+
+    def is_reachable(self) -> bool:
+        return self.gateway.is_reachable()
+
+    def unreachable_message(self) -> str:
+        return self.gateway.unreachable_message()
+
+    def list_models(self) -> list[ListedModel]:
+        return [
+            ListedModel(ModelRef(self.name, m.model), int(m.size) if m.size is not None else None)
+            for m in self.gateway.list_models()
+            if m.model
+        ]
+
+    def facts(self, model: str, max_age_s: float = 0.0) -> ModelFacts:
+        return facts_from_show(model, self.gateway.show(model, max_age_s=max_age_s))
+
+    def chat(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        window: int,
+        max_tokens: int,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[ChatEvent]:
+        options = _options(window, max_tokens, temperature, seed)
+        for chunk in self.gateway.chat(model, messages, options=options):
+            text = (chunk.message.content or "") if chunk.message else ""
+            if text:
+                yield TextDelta(text)
+            if chunk.done:
+                yield _usage(chunk, window)
+                return
+
+    def structured(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any],
+        *,
+        window: int,
+        max_tokens: int,
+        seed: int | None = None,
+    ) -> Any:
+        options = _options(window, max_tokens, 0.0, seed)
+        reply = self.gateway.chat(model, messages, options=options, stream=False, format=schema)
+        chunk = next(iter(reply), None)
+        text = (chunk.message.content or "") if chunk is not None and chunk.message else ""
+        return parse_structured(text, schema, self.describe())
+
+    def close(self) -> None:
+        self.gateway.close()
+
+
+def _options(
+    window: int, max_tokens: int, temperature: float | None, seed: int | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_ctx": window, "num_predict": max_tokens}
+    if temperature is not None:
+        options["temperature"] = temperature
+    if seed is not None:
+        options["seed"] = seed
+    return options
+
+
+def _usage(chunk: ChatChunk, window: int) -> Usage:
+    def ms(duration_ns: int | None) -> float | None:
+        return round(duration_ns / NS_PER_MS, 1) if duration_ns else None
+
+    return Usage(
+        prompt_tokens=chunk.prompt_eval_count,
+        output_tokens=chunk.eval_count,
+        counted_by="server",
+        prompt_ms=ms(chunk.prompt_eval_duration),
+        output_ms=ms(chunk.eval_duration),
+        finish_reason=chunk.done_reason,
+        window=window,
+    )
+
+
+# -- facts from /api/show ---------------------------------------------------------------------
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer fact; a per-layer list (some architectures) counts as its largest value."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        numbers = [v for v in (_as_int(item) for item in value) if v is not None]
+        return max(numbers) if numbers else None
+    return None
+
+
+def _info_value(info: Mapping[str, Any], architecture: str | None, suffix: str) -> Any:
+    """`<arch>.<suffix>`, else any key ending in `.<suffix>` whatever its prefix."""
+    if architecture and f"{architecture}.{suffix}" in info:
+        return info[f"{architecture}.{suffix}"]
+    return next((v for k, v in info.items() if k.endswith(f".{suffix}")), None)
+
+
+def facts_from_show(
+    name: str, shown: ollama.ShowResponse, listed: ollama.ListResponse.Model | None = None
+) -> ModelFacts:
+    """`ModelFacts` from `/api/show`: the GGUF `model_info` (`<arch>.context_length`, layer and
+    head counts) and `details`; the window is the trained context (kb sends it as num_ctx)."""
+    info: Mapping[str, Any] = shown.modelinfo or {}
+    details = shown.details or (listed.details if listed else None)
+    architecture = info.get("general.architecture")
+    family = details.family if details else None
+    entry = lookup(name, family)
+
+    def fact(suffix: str) -> int | None:
+        return _as_int(_info_value(info, architecture, suffix))
+
+    trained = fact("context_length")
+    return ModelFacts(
+        name=name,
+        server=SERVER_NAME,
+        family=family,
+        parameter_count=_as_int(info.get("general.parameter_count")),
+        parameter_size=details.parameter_size if details else None,
+        quantization=details.quantization_level if details else None,
+        architecture=str(architecture) if architecture else None,
+        context_length=trained,
+        window=trained,
+        window_source="trained" if trained else None,
+        block_count=fact("block_count"),
+        head_count=fact("attention.head_count"),
+        head_count_kv=fact("attention.head_count_kv"),
+        embedding_length=fact("embedding_length"),
+        key_length=fact("attention.key_length"),
+        value_length=fact("attention.value_length"),
+        size_bytes=int(listed.size) if listed and listed.size is not None else None,
+        license=entry.license if entry else None,
+        notes=entry.note if entry else None,
+    )

@@ -1,6 +1,6 @@
 """A fake Ollama server for tests and demos: real HTTP on loopback, Ollama's JSON shapes.
 
-Standalone: `python -m tests.fake_ollama --port 11435`. In-process:
+Standalone: `python -m eval.fake_ollama --port 11435`. In-process:
 
     with FakeOllama() as server:      # or server.start() ... server.stop()
         ollama.Client(host=server.url).chat(...)
@@ -50,6 +50,10 @@ How the fake imitates Ollama where it matters:
   `token_delay_s` between chunks, `fail_after_tokens` = n sends `{"error": stream_error}` after
   n chunks of a stream (a non-streamed reply becomes HTTP 500). A server that is down is one that
   was never started or was stopped; `unused_loopback_url()` gives an address nobody listens on.
+- Prompt cache. With `report_uncached_only`, `prompt_eval_count` counts only the tokens after
+  the leading messages the model's previous request had in common (as servers that report
+  evaluated tokens do when their prompt cache holds the rest): the same question asked twice
+  reports a single token.
 """
 
 from __future__ import annotations
@@ -608,8 +612,11 @@ class FakeOllama:
         first_token_delay_s: float = 0.0,
         fail_after_tokens: int | None = None,
         stream_error: str = DEFAULT_STREAM_ERROR,
+        report_uncached_only: bool = False,
     ) -> None:
         self.models = {m.name: m for m in models}
+        self.report_uncached_only = report_uncached_only
+        self._previous_prompt: dict[str, list[Any]] = {}
         self.host = host
         self.port = port
         self.token_delay_s = token_delay_s
@@ -814,7 +821,9 @@ class FakeOllama:
         num_ctx = self._num_ctx(model, options)
         num_keep = options.get("num_keep")
         num_keep = DEFAULT_NUM_KEEP if num_keep is None or num_keep < 0 else int(num_keep)
-        view = fit_prompt(body.get("messages") or [], num_ctx, num_keep)
+        messages = body.get("messages") or []
+        view = fit_prompt(messages, num_ctx, num_keep)
+        reported = view.kept_tokens - self._cached_tokens(model.name, messages, view)
         text = model_reply(model, view, body.get("format"))
         pieces = ANSWER_PIECE_RE.findall(text)
         limit = options.get("num_predict")
@@ -830,10 +839,27 @@ class FakeOllama:
         )
         with self._lock:
             self._loaded[model.name] = (num_ctx, datetime.now(UTC) + KEEP_ALIVE)
-        turn = _Turn(model.name, pieces, view.kept_tokens, "length" if capped else "stop")
+        turn = _Turn(model.name, pieces, reported, "length" if capped else "stop")
         if body.get("stream", True):
             return Reply(stream=self._stream_chat(turn))
         return self._whole_chat(turn)
+
+    def _cached_tokens(self, model: str, messages: list[Any], view: PromptView) -> int:
+        """With `report_uncached_only`, the prompt tokens a prompt cache would have kept from
+        this model's previous request (its leading messages in common, whole), which servers
+        that count only evaluated tokens leave out of `prompt_eval_count`; otherwise 0."""
+        with self._lock:
+            previous = self._previous_prompt.get(model, [])
+            self._previous_prompt[model] = list(messages)
+        if not self.report_uncached_only or view.kept_tokens < view.total_tokens:
+            return 0
+        common = 0
+        for before, now in zip(previous, messages, strict=False):
+            if before != now:
+                break
+            common += 1
+        cached = PROMPT_LEADING_TOKENS + sum(message_token_count(m) for m in messages[:common])
+        return min(cached, view.kept_tokens - 1)
 
     def _stream_chat(self, turn: _Turn) -> Iterator[dict[str, Any]]:
         started = time.monotonic()
@@ -944,7 +970,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_ollama", description="A fake Ollama server for tests and demos."
+        prog="python -m eval.fake_ollama", description="A fake Ollama server for tests and demos."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=11435)

@@ -1,0 +1,173 @@
+"""Several model servers behind one object: model ids carry their server.
+
+`ModelHub` holds one `ChatBackend` per configured server (Ollama first, then each
+OpenAI-compatible server in the order configured) and routes each call by model id,
+`name@server`. A bare name (what settings, calibration, Compare marks and eval results held
+before servers had names) goes to the first reachable server that lists it, Ollama first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from rag.errors import KBError, ModelNotFoundError, ServerUnreachableError
+from rag.llm.base import (
+    SERVER_SEPARATOR,
+    ChatBackend,
+    ChatEvent,
+    ListedModel,
+    Message,
+    ModelFacts,
+    ModelRef,
+)
+
+LISTING_MAX_AGE_S = 30.0  # a bare name is resolved against listings at most this old
+
+
+class ModelHub:
+    """Every configured server. Thread-safe: the app's sessions and Compare's lanes share one."""
+
+    def __init__(self, backends: Sequence[ChatBackend]) -> None:
+        names = [backend.name for backend in backends]
+        if len(set(names)) != len(names):
+            raise KBError(f"Two model servers share a name ({', '.join(names)}); rename one.")
+        self.backends: dict[str, ChatBackend] = {b.name: b for b in backends}
+        self._listings: dict[str, tuple[float, list[ListedModel]]] = {}
+        self._lock = threading.Lock()
+
+    # -- servers --
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self.backends)
+
+    def backend(self, server: str) -> ChatBackend:
+        try:
+            return self.backends[server]
+        except KeyError:
+            known = ", ".join(self.backends) or "none"
+            raise ModelNotFoundError(
+                f"No model server is named {server} (configured: {known}); check the model id "
+                "or the server settings."
+            ) from None
+
+    def reachability(self) -> dict[str, bool]:
+        return {name: backend.is_reachable() for name, backend in self.backends.items()}
+
+    def is_reachable(self) -> bool:
+        """True when at least one server answers."""
+        return any(backend.is_reachable() for backend in self.backends.values())
+
+    def unreachable_message(self) -> str:
+        """One sentence for when no server answers."""
+        if len(self.backends) == 1:
+            return next(iter(self.backends.values())).unreachable_message()
+        where = "; ".join(b.describe() for b in self.backends.values())
+        return (
+            f"No model server is reachable ({where}); start one, or check OLLAMA_HOST, "
+            "OPENAI_BASE_URL and KB_OPENAI_SERVERS."
+        )
+
+    def describe(self) -> str:
+        return ", ".join(b.describe() for b in self.backends.values())
+
+    # -- models --
+
+    def list_models(self, max_age_s: float = 0.0) -> list[ListedModel]:
+        """The models of every reachable server, server by server; unreachable servers are left
+        out. Raises `ServerUnreachableError` when no server answers."""
+        models: list[ListedModel] = []
+        answered = 0
+        for name in self.backends:
+            try:
+                models.extend(self._listing(name, max_age_s))
+            except ServerUnreachableError:
+                continue
+            answered += 1
+        if not answered:
+            raise ServerUnreachableError(self.unreachable_message())
+        return models
+
+    def resolve(self, model: str, max_age_s: float = LISTING_MAX_AGE_S) -> ModelRef:
+        """The server and name of a model id; a bare name goes to the first reachable server
+        listing it (Ollama's `llama3.2` matches its `llama3.2:latest`). Raises
+        `ModelNotFoundError` with the models there are, or `ServerUnreachableError`."""
+        name, separator, server = model.rpartition(SERVER_SEPARATOR)
+        if separator and server in self.backends:
+            return ModelRef(server, name)
+        if len(self.backends) == 1:
+            return ModelRef(next(iter(self.backends)), model)
+        available: list[ListedModel] = []
+        for listed in self.list_models(max_age_s):
+            if same_model(listed.ref.name, model):
+                return listed.ref
+            available.append(listed)
+        shown = ", ".join(m.id for m in available[:8]) or "none"
+        raise ModelNotFoundError(
+            f"Model {model} is on none of the model servers ({self.describe()}); choose one of "
+            f"{shown} with KB_MODEL or --model, or pull it."
+        )
+
+    def facts(self, model: str, max_age_s: float = 0.0) -> ModelFacts:
+        ref = self.resolve(model)
+        return self.backend(ref.server).facts(ref.name, max_age_s=max_age_s)
+
+    def chat(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        window: int,
+        max_tokens: int,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[ChatEvent]:
+        ref = self.resolve(model)
+        return self.backend(ref.server).chat(
+            ref.name, messages, window=window, max_tokens=max_tokens,
+            temperature=temperature, seed=seed,
+        )  # fmt: skip
+
+    def structured(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any],
+        *,
+        window: int,
+        max_tokens: int,
+        seed: int | None = None,
+    ) -> Any:
+        ref = self.resolve(model)
+        return self.backend(ref.server).structured(
+            ref.name, messages, schema, window=window, max_tokens=max_tokens, seed=seed
+        )
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
+
+    def __enter__(self) -> ModelHub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _listing(self, server: str, max_age_s: float) -> list[ListedModel]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._listings.get(server)
+        if cached is not None and now - cached[0] <= max_age_s:
+            return cached[1]
+        listing = self.backends[server].list_models()
+        with self._lock:
+            self._listings[server] = (now, listing)
+        return listing
+
+
+def same_model(listed: str, wanted: str) -> bool:
+    """Whether a listed name is the wanted one; Ollama's `:latest` tag may be left out."""
+    return listed == wanted or listed == f"{wanted}:latest" or wanted == f"{listed}:latest"
