@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -429,3 +431,21 @@ def test_a_rejected_prompt_is_packed_for_the_stated_window_and_sent_once_more(
     # Remembered: the next question is packed for the learned window at once.
     assert not second.repacked and second.window == 700 and second.window_source == "learned"
     assert len(fake_model.calls) == 3
+
+
+def test_output_piped_into_a_reader_that_quits_ends_quietly(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `true` exits at once, long before kb prints: the first print meets a closed pipe, as
+    # `| head` does once it has its lines.
+    set_env(monkeypatch, kb)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    command = (
+        f'"{sys.executable}" -m rag ask "Who bakes rye bread on Fridays?" --search | true; '
+        'echo "status ${PIPESTATUS[0]}" >&2'
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "status 141"
