@@ -23,7 +23,9 @@ ATTEMPTS = 2
 JUDGE_ANSWER_TOKENS = 256
 MAX_PASSAGE_CHARS = 12_000  # the judge reads at most this much of the passages
 
-SCORE = {"type": "integer", "minimum": 1, "maximum": 5}
+# An enum, not minimum/maximum: llama.cpp's grammar from a schema enforces enums but ignores
+# numeric bounds, and small models do answer -1.
+SCORE = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {

@@ -15,6 +15,9 @@ class CatalogEntry:
     family: str
     license: str
     note: str
+    # The key names a generation only in Ollama's library (its `qwen` is Qwen 1.5); elsewhere
+    # a name like "qwen-coder" says nothing about the generation, so it is not matched.
+    ollama_tag_only: bool = False
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
@@ -67,7 +70,11 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "Mistral AI code model; no production use without a licence.",
     ),
     CatalogEntry(
-        "qwen", "Qwen 1.5", "Tongyi Qianwen License", "Alibaba; terms differ between sizes."
+        "qwen",
+        "Qwen 1.5",
+        "Tongyi Qianwen License",
+        "Alibaba; terms differ between sizes.",
+        ollama_tag_only=True,
     ),
     CatalogEntry(
         "qwen2", "Qwen2", "Apache-2.0 (72B: Tongyi Qianwen License)", "Alibaba; 32K context."
@@ -153,9 +160,13 @@ def _by_longest_key() -> list[CatalogEntry]:
     return sorted(CATALOG, key=lambda entry: len(entry.key), reverse=True)
 
 
-def lookup(model: str, family: str | None = None) -> CatalogEntry | None:
-    """The entry for a model name, else for its Ollama family (when that family is telling)."""
-    entries = _by_longest_key()
+def lookup(
+    model: str, family: str | None = None, *, ollama_name: bool = True
+) -> CatalogEntry | None:
+    """The entry for a model name, else for its Ollama family (when that family is telling).
+    `ollama_name=False` for names from other servers (aliases, file names), where keys that
+    name a generation only in Ollama's library do not apply."""
+    entries = [e for e in _by_longest_key() if ollama_name or not e.ollama_tag_only]
     name = _base_name(model)
     found = next((e for e in entries if _matches(name, e.key)), None)
     if found is None and family and family.lower() not in _AMBIGUOUS_FAMILIES:

@@ -8,9 +8,10 @@
         server.alias                              # the model's id in /v1/models
 
 The model is the GGUF file named by `KB_TEST_GGUF`, else the SmolLM2-135M-Instruct file that
-`python tests/fetch_test_model.py` fetched (it answers in well under a second on a CPU). Without that file, or without `llama_cpp` and its
-server extras (`pip install 'llama-cpp-python[server]'`), a test that asks for a server is
-skipped with the reason; under CI (`CI=true`) it fails instead, so a CI run never passes by
+`python tests/fetch_test_model.py` fetched (it answers in well under a second on a CPU).
+Without that file, or without `llama_cpp` and its server extras
+(`pip install 'llama-cpp-python[server]'`), a test that asks for a server is skipped with the
+reason; under CI (`CI=true`) it fails instead, so a CI run never passes by
 skipping. One server is started per `n_ctx` and per test session, and stopped at its end.
 """
 

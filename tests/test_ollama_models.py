@@ -341,10 +341,15 @@ def test_cli_models_json(
     assert rows["llama3.2"]["pulled"] is False
     assert rows["llama3.2"]["effective_window"] is None
 
-    monkeypatch.setenv("COLUMNS", "200")  # no wrapped cells
-    assert main(["models"]) == 0
-    table = capsys.readouterr().out
-    assert "fake-llama3:8b *" in table and "fake-qwen2:7b" in table and "not found" in table
+    assert main(["models"]) == 0  # piped: tab-separated, a header and a line per model
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    header = lines[0]
+    table = {line[0]: dict(zip(header, line, strict=True)) for line in lines[1:]}
+    assert header[:3] == ["id", "model", "server"] and header[-1] == "default"
+    assert table["fake-llama3:8b@ollama"]["default"] == "*"
+    assert table["fake-llama3:8b@ollama"]["window"] == "8,192"
+    assert table["fake-qwen2:7b@ollama"]["server"] == "ollama"
+    assert table["llama3.2"]["family"] == "not found"
 
 
 def test_cli_prints_one_sentence_and_exits_2_when_ollama_is_down(

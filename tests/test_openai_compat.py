@@ -26,6 +26,7 @@ from rag.errors import (
     ModelTimeoutError,
     PromptTooLongError,
     ServerUnreachableError,
+    SettingsError,
 )
 from rag.llm.base import ChatBackend, TextDelta, Usage, collect_text
 from rag.llm.openai_compat import (
@@ -289,6 +290,13 @@ def test_requests_go_to_the_configured_url_only_never_to_a_stray_openai_setting(
     (seen,) = server.seen
     assert seen.headers["authorization"] == "Bearer not-needed"
     assert not {"openai-organization", "openai-project"} & set(seen.headers)
+
+
+def test_no_backend_without_an_explicit_url() -> None:
+    # OpenAIServer validates its URL; a model built around it must not fall back either.
+    unchecked = OpenAIServer.model_construct(name="stray", url="", api_key=None)
+    with pytest.raises(SettingsError, match="has no http"):
+        OpenAICompatBackend(unchecked, Settings())
 
 
 def test_a_configured_key_is_sent_as_bearer_token(serve, backend_for) -> None:

@@ -18,11 +18,22 @@ def open_backends(settings: Settings) -> list[ChatBackend]:
     from rag.llm.ollama import OllamaBackend
     from rag.llm.openai_compat import OpenAICompatBackend
 
-    backends: list[ChatBackend] = [OllamaBackend(settings)]
+    backends: list[ChatBackend] = [OllamaBackend(settings)] if settings.ollama_enabled else []
     backends += [OpenAICompatBackend(server, settings) for server in settings.all_openai_servers]
     return backends
 
 
 def open_models(settings: Settings, extra: Sequence[ChatBackend] = ()) -> ModelHub:
     """Every configured server behind one hub; `extra` backends (tests' fake model) after them."""
-    return ModelHub([*open_backends(settings), *extra])
+    return ModelHub([*open_backends(settings), *extra], hint=configuration_hint(settings))
+
+
+def configuration_hint(settings: Settings) -> str | None:
+    """A clause for a likely slip: an OpenAI key set for a server that is not configured (kb
+    never sends it to the public OpenAI API)."""
+    if settings.openai_api_key is not None and not settings.openai_base_url:
+        return (
+            "OPENAI_API_KEY is set but OPENAI_BASE_URL is not, so set it to your server's API "
+            "base (e.g. http://127.0.0.1:8080/v1) to use that server"
+        )
+    return None

@@ -30,11 +30,19 @@ LISTING_MAX_AGE_S = 30.0  # a bare name is resolved against listings at most thi
 class ModelHub:
     """Every configured server. Thread-safe: the app's sessions and Compare's lanes share one."""
 
-    def __init__(self, backends: Sequence[ChatBackend]) -> None:
+    def __init__(self, backends: Sequence[ChatBackend], hint: str | None = None) -> None:
+        """`hint`: a clause added when no server answers (a likely misconfiguration)."""
         names = [backend.name for backend in backends]
         if len(set(names)) != len(names):
             raise KBError(f"Two model servers share a name ({', '.join(names)}); rename one.")
+        if not backends:
+            raise KBError(
+                "No model server is configured (KB_OLLAMA_ENABLED is false and no "
+                "OpenAI-compatible server is set); set OPENAI_BASE_URL or KB_OPENAI_SERVERS, or "
+                "turn Ollama back on."
+            )
         self.backends: dict[str, ChatBackend] = {b.name: b for b in backends}
+        self.hint = hint
         self._listings: dict[str, tuple[float, list[ListedModel]]] = {}
         self._lock = threading.Lock()
 
@@ -62,14 +70,16 @@ class ModelHub:
         return any(backend.is_reachable() for backend in self.backends.values())
 
     def unreachable_message(self) -> str:
-        """One sentence for when no server answers."""
+        """One sentence for when no server answers, with the configuration hint if any."""
         if len(self.backends) == 1:
-            return next(iter(self.backends.values())).unreachable_message()
-        where = "; ".join(b.describe() for b in self.backends.values())
-        return (
-            f"No model server is reachable ({where}); start one, or check OLLAMA_HOST, "
-            "OPENAI_BASE_URL and KB_OPENAI_SERVERS."
-        )
+            message = next(iter(self.backends.values())).unreachable_message()
+        else:
+            where = "; ".join(b.describe() for b in self.backends.values())
+            message = (
+                f"No model server is reachable ({where}); start one, or check OLLAMA_HOST, "
+                "OPENAI_BASE_URL and KB_OPENAI_SERVERS."
+            )
+        return f"{message.rstrip('.')}; {self.hint}." if self.hint else message
 
     def describe(self) -> str:
         return ", ".join(b.describe() for b in self.backends.values())
@@ -77,17 +87,23 @@ class ModelHub:
     # -- models --
 
     def list_models(self, max_age_s: float = 0.0) -> list[ListedModel]:
-        """The models of every reachable server, server by server; unreachable servers are left
-        out. Raises `ServerUnreachableError` when no server answers."""
+        """The models of every server that answers, server by server; the others are left out.
+        When none answers: the one server's own error (a refused key, a wrong address), or
+        `ServerUnreachableError` when none could be reached at all."""
         models: list[ListedModel] = []
         answered = 0
+        errors: list[KBError] = []
         for name in self.backends:
             try:
                 models.extend(self._listing(name, max_age_s))
-            except ServerUnreachableError:
+            except KBError as err:
+                errors.append(err)
                 continue
             answered += 1
         if not answered:
+            specific = [e for e in errors if not isinstance(e, ServerUnreachableError)]
+            if specific:
+                raise specific[0]
             raise ServerUnreachableError(self.unreachable_message())
         return models
 

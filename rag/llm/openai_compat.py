@@ -49,6 +49,7 @@ from rag.errors import (
     ModelTimeoutError,
     PromptTooLongError,
     ServerUnreachableError,
+    SettingsError,
 )
 from rag.llm.base import (
     ChatEvent,
@@ -115,7 +116,12 @@ class OpenAICompatBackend:
     Errors are `rag.errors` sentences naming the server (see `ChatBackend`)."""
 
     def __init__(self, server: OpenAIServer, settings: Settings) -> None:
-        assert server.url, "an OpenAI-compatible server needs an explicit URL"
+        if not server.url.startswith(("http://", "https://")):
+            # Without a URL the `openai` client would talk to the public OpenAI API.
+            raise SettingsError(
+                f"The OpenAI-compatible server {server.name} has no http(s) URL; set its API "
+                "base, e.g. http://127.0.0.1:8080/v1."
+            )
         self.name = server.name
         self.url = server.url.rstrip("/")
         self.root = server_root(self.url)
@@ -510,7 +516,9 @@ class OpenAICompatBackend:
         )
 
     def _facts_from(self, model: str, stated: _Stated) -> ModelFacts:
-        entry = lookup(model) or (lookup(stated.path) if stated.path else None)
+        entry = lookup(model, ollama_name=False) or (
+            lookup(stated.path, ollama_name=False) if stated.path else None
+        )
         facts = ModelFacts(
             name=model,
             server=self.name,
