@@ -3,11 +3,14 @@
 1. Ingest: `eval.bench_ingest.run_benchmark` on the dataset's `docs/` in a temporary store (raw
    embedding throughput, end-to-end ingest, their ratio, the unchanged rerun).
 2. Retrieval latency without any model, `Retriever.search` per question (query embedding, the
-   hybrid Qdrant query, the registry read), p50/p95: on the configured store (after ingesting
-   the dataset into it, as the other commands do), on a synthetic store of 10,000 chunks and on
-   one of `--chunks` (default 100,000) chunks (`eval/synthetic.py`), both in a temporary
-   folder. Beside it, the query embedding alone and Qdrant's dense and BM25 searches alone, so
-   the cost of each part is visible.
+   hybrid query, the registry read), p50/p95: on the configured store (after ingesting the
+   dataset into it, as the other commands do), on a synthetic store of 10,000 chunks and on
+   one of `--chunks` (default 100,000) chunks (`eval/synthetic.py`, real sentences), both in a
+   temporary folder, each after its search index is built (`rag.store.upkeep.build_index`,
+   timed apart). Beside it, the query embedding alone and the dense and BM25 searches alone, so
+   the cost of each part is visible; per synthetic store also build time, index time, open
+   time and disk use. Each synthetic store is built and measured a second time in today's
+   engine (qdrant-client's local mode, the embedded store before Qdrant Edge), side by side.
 3. The chain's own time before the first token: `Chain.stream` to its first delta, minus a
    direct `ChatBackend.chat` to its first `TextDelta` with the same messages, window and answer
    length, per question, against an in-process `eval.fake_ollama.FakeOllama` over HTTP (the
@@ -17,19 +20,18 @@
    settings: only the fake Ollama as model server, data in a scratch folder), sharing the
    embedder of the `Services` passed in.
 
-The embedded Qdrant (no QDRANT_URL) searches in Python: dense search is a numpy scan, but the
-BM25 sparse search walks every point, so its cost grows linearly with the store; the figures
-at 10k and 100k chunks show it. A Qdrant server (`QDRANT_URL`, `docker compose up qdrant`)
-keeps an inverted index and is the remedy for large knowledge bases.
+Peak memory is the process's (`ru_maxrss`), for the whole run.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,11 @@ from rag.retrieve import RetrievalParams, Retriever
 from rag.service import Services, build_services
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
-from rag.store import DENSE, SPARSE, Store, open_store
+from rag.store import Store, disk_bytes, open_store
+from rag.store.client import ClientEngine
+from rag.store.upkeep import build_index
 
 CHAIN_STORE_CHUNKS = 10_000
-LARGE_STORE_QUERIES = 10  # a query on 100k chunks can take seconds in the embedded store
 FAKE_MODEL = "fake-llama3:8b"
 SENTENCE_SOURCE_CHUNKS = 5_000
 RETRIEVAL_PARTS = ("retrieval", "query_embedding", "qdrant_dense", "qdrant_bm25")
@@ -64,6 +67,7 @@ def run_bench_all(
     questions: int = 30,
     notify: Notify | None = None,
     on_ingest: IngestHook | None = None,
+    legacy: bool = True,
 ) -> dict[str, Any]:
     """Every figure of the module docstring, as JSON-ready data: `ingest`, then `stores`, one
     row per store (`chunks`, `retrieval`, `query_embedding`, `qdrant_dense`, `qdrant_bm25`, each
@@ -90,17 +94,36 @@ def run_bench_all(
         say(f"Retrieval and chain on the configured store ({store.count_chunks():,} chunks) ...")
         results["stores"] = [bench.measure_store("configured store", store, chain=True)]
         samples = sentences_of(_sample_texts(store))
+        results["legacy_stores"] = []
         for size in dict.fromkeys([chain_chunks, large_chunks]):
             say(f"Synthetic store of {size:,} chunks: building ...")
             synthetic, build_s = bench.synthetic_store(size, samples)
-            say(f"Synthetic store of {size:,} chunks: built in {build_s:.0f} s, measuring ...")
+            say(f"Synthetic store of {size:,} chunks: built in {build_s:.0f} s, indexing ...")
+            index = build_index(synthetic, say)
+            say(f"Synthetic store of {size:,} chunks: measuring ...")
             row = bench.measure_store(
                 f"synthetic {size:,}", synthetic, chain=size == chain_chunks,
-                queries=LARGE_STORE_QUERIES if size > chain_chunks else None,
             )  # fmt: skip
-            results["stores"].append({**row, "build_s": round(build_s, 1)})
+            row.update(
+                build_s=round(build_s, 1),
+                index_s=index["seconds"],
+                open_s=_reopen_s(synthetic),
+                disk_mib=round(disk_bytes(synthetic.settings.qdrant_path) / 2**20, 1),
+            )
+            results["stores"].append(row)
+            if legacy:
+                say(f"Today's engine (qdrant-client local mode), {size:,} chunks: building ...")
+                results["legacy_stores"].append(bench.legacy_row(size, samples, chain_chunks))
     results["load_average_at_end"] = load_average()
+    results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return results
+
+
+def _reopen_s(store: Store) -> float:
+    """Seconds to close the embedded store and open it again (the lock, both shards)."""
+    with store.released():  # closed here; timed: taking the lock and loading the shards
+        started = time.perf_counter()
+    return round(time.perf_counter() - started, 3)
 
 
 def ingest_figures(eval_set: Any) -> dict[str, Any]:
@@ -111,10 +134,7 @@ def ingest_figures(eval_set: Any) -> dict[str, Any]:
 
 
 def _sample_texts(store: Store) -> list[str]:
-    points, _ = store.client.scroll(
-        store.chunks, limit=SENTENCE_SOURCE_CHUNKS, with_payload=["text"], with_vectors=False
-    )
-    return [point.payload["text"] for point in points]
+    return [chunk.text for chunk in islice(store.all_chunks(), SENTENCE_SOURCE_CHUNKS)]
 
 
 def ram_folder() -> str | None:
@@ -193,6 +213,38 @@ class _Bench:
         )  # fmt: skip
         return store, time.perf_counter() - started
 
+    def legacy_row(self, size: int, sentences: Sequence[str], chain_chunks: int) -> dict[str, Any]:
+        """Today's engine beside the new one: the same synthetic store in qdrant-client's local
+        mode (what kb used before Qdrant Edge), measured the same way."""
+        from qdrant_client import QdrantClient
+
+        folder = self.scratch / f"legacy-{size}"
+        folder.mkdir()
+        settings = self._fake_settings(self.settings, qdrant_path=folder, qdrant_url=None)
+        store = Store(ClientEngine(QdrantClient(path=str(folder)), settings.collection), settings)
+        started = time.perf_counter()
+        build_synthetic_store(
+            store, size, SyntheticCorpus(sentences, _chunk_chars(self.settings)),
+            embed_model=self.settings.embed_model, dim=self.embedder.dim,
+            bm25_avg_len=max(16.0, self.settings.chunk_size * 0.5),
+        )  # fmt: skip
+        build_s = time.perf_counter() - started
+        store.close()
+        started = time.perf_counter()
+        store = Store(ClientEngine(QdrantClient(path=str(folder)), settings.collection), settings)
+        open_s = time.perf_counter() - started
+        try:
+            row = self.measure_store(
+                f"today's {size:,}", store, chain=size == chain_chunks,
+            )  # fmt: skip
+        finally:
+            store.close()
+        row.update(
+            build_s=round(build_s, 1), open_s=round(open_s, 3),
+            disk_mib=round(disk_bytes(folder) / 2**20, 1),
+        )  # fmt: skip
+        return row
+
     def measure_store(
         self, name: str, store: Store, chain: bool, queries: int | None = None
     ) -> dict[str, Any]:
@@ -215,15 +267,11 @@ class _Bench:
 
     def _dense_only(self, store: Store, question: str) -> float:
         vector = self.embedder.embed_query(question)
-        return _timed(lambda: store.client.query_points(
-            store.chunks, query=vector, using=DENSE, limit=RetrievalParams().prefetch
-        ))  # fmt: skip
+        return _timed(lambda: store.search_one(vector, None, RetrievalParams().prefetch))
 
     def _sparse_only(self, store: Store, question: str) -> float:
         vector = Bm25Encoder().query(question)
-        return _timed(lambda: store.client.query_points(
-            store.chunks, query=vector, using=SPARSE, limit=RetrievalParams().prefetch
-        ))  # fmt: skip
+        return _timed(lambda: store.search_one(None, vector, RetrievalParams().prefetch))
 
     def chain_overhead(self, store: Store) -> dict[str, Any]:
         """`Chain.stream` to its first delta minus a direct `ChatBackend.chat` to its first
@@ -286,11 +334,20 @@ def format_bench(results: dict[str, Any]) -> str:
     lines = ["Ingest", format_table(results["ingest"]), "", "Retrieval (no model), ms p50 / p95"]
     headers = ("search", "embed query", "qdrant dense", "qdrant bm25")
     lines.append(f"{'store':<20}{'chunks':>9}" + "".join(f"{h:>17}" for h in headers))
-    for row in results["stores"]:
+    rows = _side_by_side(results)
+    for row in rows:
         cells = [_pair(row[key]) for key in RETRIEVAL_PARTS]
         lines.append(f"{row['store']:<20}{row['chunks']:>9,}" + "".join(f"{c:>17}" for c in cells))
+    lines += ["", "Synthetic stores: build, search index, open, disk (Qdrant Edge; today's engine)"]
+    for row in rows:
+        if "build_s" in row:
+            index = f", index {row['index_s']:.1f} s" if "index_s" in row else ""
+            lines.append(
+                f"{row['store']:<20}build {row['build_s']:.1f} s{index}, open {row['open_s']:.3f}"
+                f" s, {row['disk_mib']:.1f} MiB on disk"
+            )
     lines += ["", "Time the chain adds before the first token (fake Ollama), ms p50 / p95"]
-    for row in results["stores"]:
+    for row in rows:
         if "chain_overhead" in row:
             o = row["chain_overhead"]
             lines.append(
@@ -300,11 +357,23 @@ def format_bench(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Load average (1, 5, 15 min) at start {results['load_average_at_start']}, at end "
-        f"{results['load_average_at_end']}, on {results['cpus']} CPUs.",
-        "The embedded Qdrant runs BM25 search in Python over every point, so it grows with the "
-        "store; set QDRANT_URL to a Qdrant server for large knowledge bases.",
+        f"{results['load_average_at_end']}, on {results['cpus']} CPUs; peak memory "
+        f"{results.get('peak_rss_mib', '?')} MiB.",
+        "Today's engine (qdrant-client's local mode) runs BM25 in Python over every point; the "
+        "embedded store is Qdrant Edge. A Qdrant server is QDRANT_URL.",
     ]
     return "\n".join(lines)
+
+
+def _side_by_side(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The store rows, each synthetic one followed by today's engine at the same size."""
+    legacy = {row["chunks"]: row for row in results.get("legacy_stores", [])}
+    rows = []
+    for row in results["stores"]:
+        rows.append(row)
+        if row["store"].startswith("synthetic") and row["chunks"] in legacy:
+            rows.append(legacy[row["chunks"]])
+    return rows
 
 
 def _pair(figures: dict[str, float]) -> str:

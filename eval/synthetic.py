@@ -1,7 +1,8 @@
 """A synthetic knowledge base of any size, for latency at scale without embedding every chunk.
 
-Points have the schema `ingest/` writes (collections made by `ingest.writer.ensure_collections`,
-the same payload keys, a registry record per document so that every chunk is visible):
+Chunks are the store's own records (`rag.store.ChunkRecord`), written through `Store` as ingest
+writes them (the store made by `ingest.writer.ensure_collections`, a registry record per
+document so that every chunk is visible):
 - chunk texts are real sentences, sampled with a fixed seed and joined to the length of real
   chunks;
 - dense vectors are a fixed random projection of each text's hashed bag of words, normalised,
@@ -17,13 +18,11 @@ import re
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
-from ingest.writer import ensure_collections, upsert_chunks
+from ingest.writer import ensure_collections
 from rag.sparse import Bm25Encoder
-from rag.store import DocRecord, Store, chunk_id_for, doc_id_for
+from rag.store import ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for
 
 CHUNKS_PER_DOC = 100
 HASH_BUCKETS = 4096
@@ -100,9 +99,9 @@ def build_synthetic_store(
     on_progress: ProgressHook | None = None,
 ) -> None:
     """Fill an empty store with `n_chunks` visible chunks in documents of CHUNKS_PER_DOC."""
-    ensure_collections(store, embed_model, dim)
-    projection = RandomProjection(dim, seed)
     bm25 = Bm25Encoder(avg_len=bm25_avg_len)
+    ensure_collections(store, embed_model, dim, embed_model, bm25.describe())
+    projection = RandomProjection(dim, seed)
     records: list[DocRecord] = []
     for start in range(0, n_chunks, BATCH):
         indexes = range(start, min(start + BATCH, n_chunks))
@@ -116,7 +115,7 @@ def build_synthetic_store(
         with warnings.catch_warnings():
             # the embedded Qdrant's advice against 20,000+ points: measuring that is the point
             warnings.filterwarnings("ignore", message="Local mode is not recommended")
-            upsert_chunks(store, points)
+            store.write_chunks(points)
         if on_progress is not None:
             on_progress(indexes.stop, n_chunks)
     _commit_all(store, records)
@@ -137,36 +136,27 @@ def _record(number: int, n_chunks: int) -> DocRecord:
     )
 
 
-def _point(record: DocRecord, index: int, text: str, vector: list[float], bm25: Bm25Encoder) -> Any:
-    from qdrant_client import models
-
-    return models.PointStruct(
-        id=chunk_id_for(record.doc_id, record.doc_hash, index),
-        vector={"dense": vector, "bm25": bm25.document(text)},
-        payload={
-            "doc_id": record.doc_id,
-            "path": record.path,
-            "abs_path": record.abs_path,
-            "dirs": [SYNTHETIC_ROOT, "/"],
-            "title": record.title,
-            "page": None,
-            "headings": [],
-            "chunk_index": index,
-            "char_start": 0,
-            "char_end": len(text),
-            "doc_hash": record.doc_hash,
-            "text": text,
-            "n_tokens": len(_WORD.findall(text)),
-        },
+def _point(
+    record: DocRecord, index: int, text: str, vector: list[float], bm25: Bm25Encoder
+) -> ChunkPoint:
+    chunk = ChunkRecord(
+        doc_id=record.doc_id,
+        path=record.path,
+        abs_path=record.abs_path,
+        dirs=(SYNTHETIC_ROOT, "/"),
+        title=record.title,
+        page=None,
+        headings=(),
+        chunk_index=index,
+        char_start=0,
+        char_end=len(text),
+        doc_hash=record.doc_hash,
+        text=text,
+        n_tokens=len(_WORD.findall(text)),
     )
+    return ChunkPoint(chunk, vector, bm25.document(text))
 
 
 def _commit_all(store: Store, records: Sequence[DocRecord]) -> None:
-    from qdrant_client import models
-
     for start in range(0, len(records), BATCH):
-        points = [
-            models.PointStruct(id=record.doc_id, vector={}, payload=asdict(record))
-            for record in records[start : start + BATCH]
-        ]
-        store.client.upsert(store.docs, points=points, wait=True)
+        store.put_records(list(records[start : start + BATCH]))

@@ -1,22 +1,20 @@
 """`ingest(settings, roots)`: read, chunk, embed and write documents, touching only what changed.
 
-The main thread reads, chunks and embeds; a writer thread does the Qdrant writes in order, so
-the store is written while the next batch is embedded. A document's writes are: `begin`
-(clear invisible leftovers of killed runs), its chunk points, `commit` (the registry flip
-that makes it visible) and garbage collection of the old version.
+The main thread reads, chunks and embeds; a writer thread applies typed write steps in order
+(`ingest.writer`: `Begin`, `Chunks`, `Commit`; their order and meaning are `Store`'s), so the
+store is written while the next batch is embedded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import stat
-import threading
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,12 @@ from ingest.walk import FoundFile, find_files
 from rag.embeddings import Embedder
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
-from rag.store import DocRecord, Store, chunk_id_for, doc_id_for, open_store
+from rag.store import ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
+from rag.store.upkeep import INDEX_MIN_CHUNKS, build_index
 
 EMBED_BATCH_CHUNKS = 128
+LET_GO_EVERY_S = 10.0  # a long ingest lets go of the embedded store this often, so that
+LET_GO_FOR_S = 0.25  # the app (waiting for the lock) can open it and search
 
 
 @dataclass
@@ -41,11 +42,15 @@ class IngestReport:
     removed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     chunks_written: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # reading, chunking, embedding and writing
+    index_seconds: float = 0.0  # building the embedded store's search index afterwards
     gone: list[str] = field(default_factory=list)  # missing files kept because --prune was off
 
     def as_json(self) -> dict[str, Any]:
-        keys = ("added", "updated", "unchanged", "removed", "failed", "chunks_written", "seconds")
+        keys = (
+            "added", "updated", "unchanged", "removed", "failed", "chunks_written", "seconds",
+            "index_seconds",
+        )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
     def write(self, path: Path) -> None:
@@ -95,8 +100,14 @@ def ingest(
             store = stack.enter_context(open_store(settings))
         run = _Run(settings, store, embedder or Embedder(settings), on_progress)
         report = run.execute(roots, include, exclude, prune)
-    report.seconds = round(time.perf_counter() - started, 3)
+        report.seconds = round(time.perf_counter() - started, 3)
+        if report.chunks_written >= INDEX_MIN_CHUNKS and store.can_let_go:
+            report.index_seconds = build_index(store, _say)["seconds"]
     return report
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 class _Run:
@@ -114,8 +125,9 @@ class _Run:
         self.report = IngestReport()
         self.bm25 = Bm25Encoder(avg_len=max(16.0, settings.chunk_size * 0.5))
         self.buffer: list[tuple[_Pending, Chunk]] = []
-        self.writes: _WriterThread | None = None
+        self.writes: writer.WriterThread | None = None
         self.files_done = 0
+        self.held_since = time.monotonic()
 
     def execute(
         self, roots: Sequence[Path], include: Sequence[str], exclude: Sequence[str], prune: bool
@@ -178,7 +190,7 @@ class _Run:
             pending_gc=True,
         )
         pending = _Pending(found, record, previous, chunks, remaining=len(chunks))
-        self._writer().put(("begin", pending))
+        self._writer().put(writer.Begin(record, previous))
         if previous is None:
             self.report.added += 1
         else:
@@ -197,10 +209,11 @@ class _Run:
             return
         name, dim = self.settings.embed_model, self.embedder.dim
         writer.check_dimension(self.store, name, dim)
-        writer.ensure_collections(self.store, name, dim)
-        self.writes = _WriterThread(self.store)
+        identity = getattr(self.embedder, "identity", None) or name
+        writer.ensure_collections(self.store, name, dim, identity, self.bm25.describe())
+        self.writes = writer.WriterThread(self.store)
 
-    def _writer(self) -> _WriterThread:
+    def _writer(self) -> writer.WriterThread:
         assert self.writes is not None
         return self.writes
 
@@ -213,37 +226,42 @@ class _Run:
             self._point(pending, chunk, vector)
             for (pending, chunk), vector in zip(batch, vectors, strict=True)
         ]
-        self._writer().put(("points", points))
+        self._writer().put(writer.Chunks(points))
         self.report.chunks_written += len(points)
         for pending, _ in batch:
             pending.remaining -= 1
             if pending.remaining == 0:
-                self._writer().put(("commit", pending))
+                self._writer().put(writer.Commit(pending.record, pending.previous))
         self._progress("")
+        self._let_others_in()
 
-    def _point(self, pending: _Pending, chunk: Chunk, vector: list[float]) -> Any:
-        from qdrant_client import models
+    def _let_others_in(self) -> None:
+        """Between batches, now and then: let go of the store for a moment (all steps so far
+        applied), so that the app can search during a long ingest."""
+        if not self.store.can_let_go or time.monotonic() - self.held_since < LET_GO_EVERY_S:
+            return
+        self._writer().drain()
+        self.store.let_others_in(LET_GO_FOR_S)
+        self.held_since = time.monotonic()
 
+    def _point(self, pending: _Pending, chunk: Chunk, vector: list[float]) -> ChunkPoint:
         record = pending.record
-        return models.PointStruct(
-            id=chunk_id_for(record.doc_id, record.doc_hash, chunk.index),
-            vector={"dense": vector, "bm25": self.bm25.document(chunk.embed_text)},
-            payload={
-                "doc_id": record.doc_id,
-                "path": record.path,
-                "abs_path": record.abs_path,
-                "dirs": _ancestors(pending.found.path),
-                "title": record.title,
-                "page": chunk.page,
-                "headings": list(chunk.headings),
-                "chunk_index": chunk.index,
-                "char_start": chunk.char_start,
-                "char_end": chunk.char_end,
-                "doc_hash": record.doc_hash,
-                "text": chunk.text,
-                "n_tokens": chunk.n_tokens,
-            },
+        stored = ChunkRecord(
+            doc_id=record.doc_id,
+            path=record.path,
+            abs_path=record.abs_path,
+            dirs=tuple(_ancestors(pending.found.path)),
+            title=record.title,
+            page=chunk.page,
+            headings=tuple(chunk.headings),
+            chunk_index=chunk.index,
+            char_start=chunk.char_start,
+            char_end=chunk.char_end,
+            doc_hash=record.doc_hash,
+            text=chunk.text,
+            n_tokens=chunk.n_tokens,
         )
+        return ChunkPoint(stored, vector, self.bm25.document(chunk.embed_text))
 
     def _handle_gone(
         self,
@@ -264,63 +282,6 @@ class _Run:
                 self.report.removed += 1
             else:
                 self.report.gone.append(record.abs_path)
-
-
-class _WriterThread:
-    """Applies write tasks in order on a background thread; re-raises its error on close."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.tasks: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="kb-writer", daemon=True)
-        self.thread.start()
-
-    def put(self, task: tuple[str, Any]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.tasks.put(task)
-
-    def close(self) -> None:
-        self.tasks.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def _loop(self) -> None:
-        while (task := self.tasks.get()) is not None:
-            if self.error is None:
-                try:
-                    self._apply(*task)
-                except BaseException as err:  # handed to the main thread
-                    self.error = err
-
-    def _apply(self, kind: str, payload: Any) -> None:
-        if kind == "points":
-            writer.upsert_chunks(self.store, payload)
-        elif kind == "begin":
-            self._begin(payload)
-        elif kind == "commit":
-            if payload.previous is None:
-                # A new document has only this version's chunks (see `_begin`): the commit
-                # needs no garbage collection, so it is not marked as pending one.
-                writer.commit_document(self.store, replace(payload.record, pending_gc=False))
-                return
-            record = replace(payload.record, pending_gc=True)
-            writer.commit_document(self.store, record)
-            writer.collect_garbage(self.store, record)
-
-    def _begin(self, pending: _Pending) -> None:
-        if pending.previous is None:
-            # A placeholder record lets the next run find and clear what a kill leaves behind.
-            # Nothing to discard: a document without a record has no chunks (they are written
-            # only under a record and deleted before it, `finish_pending` cleared what killed
-            # runs left, and the walk yields each file once). Neither this nor the commit
-            # needs a filtered delete, which an embedded store evaluates over every point.
-            placeholder = replace(pending.record, doc_hash=writer.REMOVED_HASH, chunk_count=0)
-            writer.commit_document(self.store, placeholder)
-            return
-        writer.discard_invisible(self.store, pending.record.doc_id, pending.previous.doc_hash)
 
 
 def _check_name(path: Path) -> None:

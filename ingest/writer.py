@@ -1,34 +1,41 @@
-"""Every write to the store: collections, chunk points, registry flips and garbage collection.
+"""Ingest's side of the store: checks before writing, and the writer thread's typed steps.
 
-The order of writes is what makes ingest crash-safe (see ARCHITECTURE.md, "The store"):
-chunks of a new version go in first, invisible; one registry upsert makes them visible; only
-then are the old version's chunks deleted. A record with `pending_gc` marks that last step as
-not yet done, and `finish_pending()` completes it on the next run.
+The order of writes that makes ingest crash-safe is `Store`'s (see `rag/store/core.py` and
+ARCHITECTURE.md, "The store"): `Begin` a document, write its `Chunks` (invisible), `Commit`
+it (one registry flip, then clean-up of the old version). The pipeline hands these steps to
+`WriterThread`, which applies them in order while the next batch is embedded.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-from dataclasses import asdict
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from rag.errors import EmbedderMismatchError
-from rag.store import (
-    DENSE,
-    SCHEMA_VERSION,
-    SPARSE,
-    TEXT_FIELD,
-    DocRecord,
-    Store,
-    use_write_ahead_log,
-)
+from rag.store import REMOVED_HASH, ChunkPoint, DocRecord, Store, StoreMeta
 
-REMOVED_HASH = ""
+__all__ = [
+    "REMOVED_HASH",
+    "Begin",
+    "Chunks",
+    "Commit",
+    "WriterThread",
+    "apply",
+    "check_dimension",
+    "check_embedder",
+    "ensure_collections",
+    "finish_pending",
+    "remove_document",
+]
 
 
 def check_embedder(store: Store, model_name: str) -> None:
-    """Refuse to mix embedding models in one collection."""
+    """Refuse to mix embedding models in one store."""
     recorded = store.metadata().get("embed_model")
     if recorded and recorded != model_name:
         raise EmbedderMismatchError(
@@ -47,110 +54,135 @@ def check_dimension(store: Store, model_name: str, dim: int) -> None:
         )
 
 
-def ensure_collections(store: Store, model_name: str, dim: int) -> None:
-    from qdrant_client import models
-
-    client = store.client
-    # Sharding and replication only mean something on a Qdrant cluster; unset = its defaults.
-    layout = {
-        "shard_number": store.settings.shard_number,
-        "replication_factor": store.settings.replication_factor,
-    }
-    if not client.collection_exists(store.chunks):
-        client.create_collection(
-            store.chunks,
-            **layout,
-            vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            metadata={"embed_model": model_name, "embed_dim": dim, "schema": SCHEMA_VERSION},
+def ensure_collections(
+    store: Store,
+    model_name: str,
+    dim: int,
+    identity: str | None = None,
+    bm25: dict[str, Any] | None = None,
+) -> None:
+    """Create the store, recording how it is built, unless it exists."""
+    store.create(
+        StoreMeta(
+            embed_model=model_name,
+            embed_dim=dim,
+            embed_identity=identity or model_name,
+            bm25=dict(bm25 or {}),
         )
-        _create_payload_indexes(client, store.chunks)
-    if not client.collection_exists(store.docs):
-        client.create_collection(store.docs, vectors_config={}, **layout)
-    use_write_ahead_log(client)
-
-
-def _create_payload_indexes(client: Any, collection: str) -> None:
-    from qdrant_client import models
-
-    text_index = models.TextIndexParams(
-        type=models.TextIndexType.TEXT,
-        tokenizer=models.TokenizerType.WORD,
-        lowercase=True,
-        scoring=models.TextScoringParams(type=models.TextScoringType.BM25),
     )
-    indexes: dict[str, Any] = {
-        TEXT_FIELD: text_index,
-        "doc_id": models.PayloadSchemaType.KEYWORD,
-        "doc_hash": models.PayloadSchemaType.KEYWORD,
-        "dirs": models.PayloadSchemaType.KEYWORD,
-        "chunk_index": models.PayloadSchemaType.INTEGER,
-    }
-    with warnings.catch_warnings():
-        # The embedded store warns that it ignores keyword indexes; a server uses them.
-        warnings.simplefilter("ignore", UserWarning)
-        for field, schema in indexes.items():
-            client.create_payload_index(collection, field, field_schema=schema, wait=True)
-
-
-def upsert_chunks(store: Store, points: Sequence[Any]) -> None:
-    if points:
-        store.client.upsert(store.chunks, points=list(points), wait=True)
-
-
-def commit_document(store: Store, record: DocRecord) -> None:
-    """The one write that switches search to this version of the document."""
-    from qdrant_client import models
-
-    store.client.upsert(
-        store.docs,
-        points=[models.PointStruct(id=record.doc_id, vector={}, payload=asdict(record))],
-        wait=True,
-    )
-
-
-def discard_invisible(store: Store, doc_id: str, visible_hash: str) -> None:
-    """Delete every chunk of the document that search cannot see (other versions, leftovers)."""
-    from qdrant_client import models
-
-    stale = models.Filter(
-        must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))],
-        must_not=[
-            models.FieldCondition(key="doc_hash", match=models.MatchValue(value=visible_hash))
-        ],
-    )
-    store.client.delete(
-        store.chunks, points_selector=models.FilterSelector(filter=stale), wait=True
-    )
-
-
-def collect_garbage(store: Store, record: DocRecord) -> None:
-    """Delete the chunks of every other version of the document, then clear the mark."""
-    from qdrant_client import models
-
-    discard_invisible(store, record.doc_id, record.doc_hash)
-    if record.doc_hash == REMOVED_HASH:
-        store.client.delete(
-            store.docs, points_selector=models.PointIdsList(points=[record.doc_id]), wait=True
-        )
-    elif record.pending_gc:
-        store.client.set_payload(
-            store.docs, payload={"pending_gc": False}, points=[record.doc_id], wait=True
-        )
 
 
 def remove_document(store: Store, record: DocRecord) -> None:
     """Hide the document at once (one registry write), then delete its chunks and record."""
-    from dataclasses import replace
-
-    hidden = replace(record, doc_hash=REMOVED_HASH, chunk_count=0, pending_gc=True)
-    commit_document(store, hidden)
-    collect_garbage(store, hidden)
+    store.remove(record)
 
 
 def finish_pending(store: Store) -> int:
-    """Complete the garbage collection a killed run left behind; returns how many."""
-    pending = [record for record in store.documents() if record.pending_gc]
-    for record in pending:
-        collect_garbage(store, record)
-    return len(pending)
+    """Complete the clean-up a killed run left behind; returns how many."""
+    return store.finish_pending()
+
+
+# -- the writer thread's steps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Begin:
+    record: DocRecord
+    previous: DocRecord | None
+
+
+@dataclass(frozen=True)
+class Chunks:
+    points: list[ChunkPoint]
+
+
+@dataclass(frozen=True)
+class Commit:
+    record: DocRecord
+    previous: DocRecord | None
+
+
+Step = Begin | Chunks | Commit
+
+
+def apply(store: Store, step: Step) -> None:
+    if isinstance(step, Chunks):
+        store.write_chunks(step.points)
+    elif isinstance(step, Begin):
+        store.begin(step.record, step.previous)
+    elif isinstance(step, Commit):
+        store.commit(step.record, step.previous)
+    else:  # pragma: no cover - a programming error
+        raise TypeError(f"not a write step: {step!r}")
+
+
+# For the crash tests, which watch a running ingest from outside: a file that gets one JSON
+# line per applied step, and a pause after each step, so that a kill can land between any two.
+TRACE_ENV = "KB_WRITE_TRACE"
+TRACE_PAUSE_ENV = "KB_WRITE_TRACE_PAUSE_S"
+
+
+def _trace_line(step: Step) -> str:
+    if isinstance(step, Chunks):
+        return json.dumps({"step": "chunks", "n": len(step.points)})
+    assert isinstance(step, Begin | Commit)
+    flipped = isinstance(step, Commit) or step.previous is None
+    doc_hash = step.record.doc_hash if isinstance(step, Commit) else REMOVED_HASH
+    return json.dumps(
+        {
+            "step": type(step).__name__.lower(),
+            "abs_path": step.record.abs_path,
+            "doc_hash": doc_hash if flipped else step.previous.doc_hash,  # type: ignore[union-attr]
+        }
+    )
+
+
+class WriterThread:
+    """Applies write steps in order on a background thread; re-raises its error on close."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        trace = os.environ.get(TRACE_ENV)
+        self.trace = open(trace, "a", encoding="utf-8") if trace else None  # noqa: SIM115
+        self.pause_s = float(os.environ.get(TRACE_PAUSE_ENV) or 0) if trace else 0.0
+        self.steps: queue.Queue[Step | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="kb-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, step: Step) -> None:
+        if self.error is not None:
+            raise self.error
+        self.steps.put(step)
+
+    def drain(self) -> None:
+        """Wait until every step put so far is applied."""
+        self.steps.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.steps.put(None)
+        self.thread.join()
+        if self.trace is not None:
+            self.trace.close()
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        while True:
+            step = self.steps.get()
+            try:
+                if step is None:
+                    return
+                if self.error is None:
+                    try:
+                        apply(self.store, step)
+                        if self.trace is not None:
+                            self.trace.write(_trace_line(step) + "\n")
+                            self.trace.flush()
+                            time.sleep(self.pause_s)
+                    except BaseException as err:  # handed to the main thread
+                        self.error = err
+            finally:
+                self.steps.task_done()

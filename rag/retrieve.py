@@ -1,6 +1,6 @@
 """Hybrid retrieval: dense and BM25 fused in one Qdrant query, then passages.
 
-One `query_points` call carries two prefetches (dense on `dense`, BM25 on `bm25`) and
+One query (`Store.search`) carries two prefetches (dense on `dense`, BM25 on `bm25`) and
 distribution-based score fusion, so the embedded store and a server answer alike. The
 candidates are checked against the document registry (only the committed version of a document
 is visible) and near-duplicates are dropped. Adjacent chunks are merged when packed
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from rag.embeddings import Embedder
 from rag.sparse import Bm25Encoder
-from rag.store import DENSE, SPARSE, Store
+from rag.store import ChunkFilter, ScoredChunk, Store
 
 
 @dataclass(frozen=True)
@@ -52,21 +51,21 @@ class Passage:
     pages: list[int] = field(default_factory=list)
 
     @classmethod
-    def from_point(cls, point: Any) -> Passage:
-        p = point.payload
+    def from_scored(cls, scored: ScoredChunk) -> Passage:
+        c = scored.chunk
         return cls(
-            doc_id=p["doc_id"],
-            path=p["path"],
-            abs_path=p["abs_path"],
-            title=p["title"],
-            headings=list(p.get("headings") or []),
-            page=p.get("page"),
-            chunk_indexes=[p["chunk_index"]],
-            char_start=p["char_start"],
-            char_end=p["char_end"],
-            text=p["text"],
-            score=float(point.score),
-            pages=[p["page"]] if p.get("page") is not None else [],
+            doc_id=c.doc_id,
+            path=c.path,
+            abs_path=c.abs_path,
+            title=c.title,
+            headings=list(c.headings),
+            page=c.page,
+            chunk_indexes=[c.chunk_index],
+            char_start=c.char_start,
+            char_end=c.char_end,
+            text=c.text,
+            score=float(scored.score),
+            pages=[c.page] if c.page is not None else [],
         )
 
     def source_label(self) -> str:
@@ -95,62 +94,29 @@ class Retriever:
 
     def search(self, query: str, filters: SearchFilters | None = None) -> list[Passage]:
         """Passages for `query`, best first."""
-        points = self._fused_points(query, filters)
-        points = self._visible(points)
-        passages = [Passage.from_point(point) for point in points]
-        return drop_near_duplicates(passages, self.params.duplicate_overlap)
-
-    def _fused_points(self, query: str, filters: SearchFilters | None) -> list[Any]:
-        from qdrant_client import models
-
         if not self.store.exists():
             return []
-        query_filter = build_filter(filters)
         p = self.params
-        prefetch = [
-            models.Prefetch(
-                query=self.embedder.embed_query(query),
-                using=DENSE,
-                limit=p.prefetch,
-                filter=query_filter,
-            )
-        ]
-        sparse = self.bm25.query(query)
-        if sparse.indices:
-            prefetch.append(
-                models.Prefetch(query=sparse, using=SPARSE, limit=p.prefetch, filter=query_filter)
-            )
         # Distribution-based score fusion keeps how sure each retriever is (a clear dense
         # winner survives many middling BM25 matches), where rank fusion flattens it.
-        response = self.store.call(
-            self.store.client.query_points,
-            self.store.chunks,
-            prefetch=prefetch,
-            query=models.FusionQuery(fusion=models.Fusion.DBSF),
+        found = self.store.search(
+            self.embedder.embed_query(query),
+            self.bm25.query(query),
+            chunk_filter(filters),
+            prefetch=p.prefetch,
             limit=p.candidates,
-            with_payload=True,
         )
-        return list(response.points)
-
-    def _visible(self, points: list[Any]) -> list[Any]:
-        active = self.store.active_hashes(point.payload["doc_id"] for point in points)
-        return [p for p in points if active.get(p.payload["doc_id"]) == p.payload["doc_hash"]]
+        passages = [Passage.from_scored(scored) for scored in found]
+        return drop_near_duplicates(passages, self.params.duplicate_overlap)
 
 
-def build_filter(filters: SearchFilters | None) -> Any:
-    from qdrant_client import models
-
-    if filters is None:
+def chunk_filter(filters: SearchFilters | None) -> ChunkFilter | None:
+    if filters is None or not (filters.doc_ids or filters.path_prefix):
         return None
-    must: list[Any] = []
-    if filters.doc_ids:
-        must.append(
-            models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(filters.doc_ids)))
-        )
+    folder = None
     if filters.path_prefix:
         folder = filters.path_prefix.rstrip("/") or "/"
-        must.append(models.FieldCondition(key="dirs", match=models.MatchValue(value=folder)))
-    return models.Filter(must=must) if must else None
+    return ChunkFilter(doc_ids=tuple(filters.doc_ids), folder=folder)
 
 
 def merge_adjacent(passages: list[Passage]) -> list[Passage]:

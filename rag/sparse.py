@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from rag.store.records import SparseVector
+
 
 class Bm25Encoder:
     def __init__(self, avg_len: float = 100.0, language: str = "english") -> None:
@@ -22,16 +24,18 @@ class Bm25Encoder:
 
         return Bm25(Bm25Config(language=self.language, avg_len=float(self.avg_len)))
 
-    def document(self, text: str) -> Any:
-        return _to_qdrant(self._model.embed_document(text))
+    def document(self, text: str) -> SparseVector:
+        return _to_sparse(self._model.embed_document(text))
 
-    def query(self, text: str) -> Any:
-        return _to_qdrant(self._model.embed_query(text))
+    def query(self, text: str) -> SparseVector:
+        return _to_sparse(self._model.embed_query(text))
+
+    def describe(self) -> dict[str, Any]:
+        """The tokenizer settings a store records (BM25 weights depend on them)."""
+        return {"encoder": "qdrant_edge.Bm25", "language": self.language, "avg_len": self.avg_len}
 
 
-def _to_qdrant(vector: Any) -> Any:
-    from qdrant_client import models
-
-    return models.SparseVector(
-        indices=list(vector.indices), values=[float(v) for v in vector.values]
+def _to_sparse(vector: Any) -> SparseVector:
+    return SparseVector(
+        tuple(int(i) for i in vector.indices), tuple(float(v) for v in vector.values)
     )

@@ -19,7 +19,7 @@ import pytest
 
 from rag.embeddings import Embedder
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
-from rag.store import DocRecord, Store, open_store
+from rag.store import ChunkRecord, DocRecord, Store, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTION = "kb"
@@ -269,13 +269,13 @@ def write_markdown_corpus(root: Path, count: int, paragraphs: int, tag: str = "v
 @dataclass
 class StoreSnapshot:
     records: list[DocRecord]
-    points: list[Any]  # every chunk point, visible or not, with payloads
+    points: list[ChunkRecord]  # every chunk, visible or not
 
-    def chunks_of(self, record: DocRecord) -> list[Any]:
-        return [p for p in self.points if p.payload["doc_id"] == record.doc_id]
+    def chunks_of(self, record: DocRecord) -> list[ChunkRecord]:
+        return [p for p in self.points if p.doc_id == record.doc_id]
 
-    def visible_chunks_of(self, record: DocRecord) -> list[Any]:
-        return [p for p in self.chunks_of(record) if p.payload["doc_hash"] == record.doc_hash]
+    def visible_chunks_of(self, record: DocRecord) -> list[ChunkRecord]:
+        return [p for p in self.chunks_of(record) if p.doc_hash == record.doc_hash]
 
 
 def snapshot(settings: Settings) -> StoreSnapshot:
@@ -285,7 +285,7 @@ def snapshot(settings: Settings) -> StoreSnapshot:
 
 def snapshot_of(store: Store) -> StoreSnapshot:
     records = store.documents()
-    points = list(store._scroll(store.chunks)) if store.exists() else []
+    points = list(store.all_chunks())
     return StoreSnapshot(records, points)
 
 
@@ -298,7 +298,7 @@ def assert_visible_versions_whole(snap: StoreSnapshot) -> None:
         if record.doc_hash == "":  # a placeholder or a removal in progress: hidden
             continue
         visible = snap.visible_chunks_of(record)
-        indexes = sorted(p.payload["chunk_index"] for p in visible)
+        indexes = sorted(p.chunk_index for p in visible)
         assert indexes == list(range(record.chunk_count)), (record.path, indexes)
 
 
@@ -312,10 +312,10 @@ def assert_store_consistent(snap: StoreSnapshot, expected_paths: set[str]) -> No
         assert len(snap.chunks_of(record)) == record.chunk_count, record.path
     assert len(snap.points) == sum(r.chunk_count for r in snap.records)
     for point in snap.points:
-        owner = by_id.get(point.payload["doc_id"])
-        assert owner is not None, point.payload["path"]
-        assert point.payload["doc_hash"] == owner.doc_hash, point.payload["path"]
-    keys = Counter((p.payload["doc_id"], p.payload["chunk_index"]) for p in snap.points)
+        owner = by_id.get(point.doc_id)
+        assert owner is not None, point.path
+        assert point.doc_hash == owner.doc_hash, point.path
+    keys = Counter((p.doc_id, p.chunk_index) for p in snap.points)
     assert all(n == 1 for n in keys.values())
 
 

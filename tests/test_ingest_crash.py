@@ -2,22 +2,21 @@
 run and of an update run; right after each kill every version search can see is whole, and a
 rerun leaves exactly one consistent version of every document.
 
-The kill moments are chosen by watching the embedded store's SQLite files (read-only, from
-outside the process): how many chunk points there are, how many registry records are committed
-or flipped. So they land inside a batch of chunk writes, among registry flips and garbage
-collection, and so on, whatever the machine's speed.
+The kill moments are chosen by watching the writer's trace (`KB_WRITE_TRACE`: one line per
+write step the store has applied, read from outside the process): how many chunk points are
+written, how many registry records are committed or flipped. So they land inside a batch of
+chunk writes, among registry flips and garbage collection, and so on, whatever the machine's
+speed.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from ingest.readers import read_document
 from rag.embeddings import Embedder
 from rag.settings import Settings
 from tests.ingest_fixtures import (
-    COLLECTION,
     PYTHON,
     assert_store_consistent,
     assert_visible_versions_whole,
@@ -55,34 +53,47 @@ class IngestProcess:
         self.docs = docs
         self.store = tmp_path / "store"
         self.runs = 0
+        self.trace = tmp_path / "run-0.trace"
 
-    def _read(self, collection: str, query: str) -> list[Any]:
-        """Rows of one collection's SQLite file, read from outside ([] if not there yet)."""
-        path = self.store / "collection" / collection / "storage.sqlite"
-        if not path.exists():
-            return []
+    def _steps(self) -> list[dict[str, Any]]:
+        """The write steps the running process has applied so far ([] before the first)."""
         try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.05)) as db:
-                return db.execute(query).fetchall()
-        except sqlite3.Error:  # busy or being created: try again on the next poll
+            lines = self.trace.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
             return []
+        steps = []
+        for line in lines:
+            try:
+                steps.append(json.loads(line))
+            except ValueError:  # a line being written: seen complete on the next poll
+                break
+        return steps
 
     def chunk_rows(self) -> int:
-        found = self._read(COLLECTION, "SELECT count(*) FROM points")
-        return int(found[0][0]) if found else 0
+        return sum(step["n"] for step in self._steps() if step["step"] == "chunks")
 
     def records(self) -> list[dict[str, Any]]:
-        """The registry's payloads as the running process has committed them so far."""
-        rows = self._read(f"{COLLECTION}__docs", "SELECT point FROM points")
-        return [pickle.loads(blob).payload or {} for (blob,) in rows]
+        """The registry as the running process has written it so far (last write per file)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for step in self._steps():
+            if step["step"] != "chunks":
+                latest[step["abs_path"]] = step
+        return list(latest.values())
 
     def start(self) -> subprocess.Popen[bytes]:
         self.runs += 1
+        self.trace = self.tmp_path / f"run-{self.runs}.trace"
         log = (self.tmp_path / f"run-{self.runs}.log").open("wb")
         return subprocess.Popen(
             [PYTHON, "-m", "ingest", str(self.docs)],
             env=subprocess_env(
-                self.store, KB_CHUNK_SIZE=str(CHUNK_SIZE), KB_CHUNK_OVERLAP=str(CHUNK_OVERLAP)
+                self.store,
+                KB_CHUNK_SIZE=str(CHUNK_SIZE),
+                KB_CHUNK_OVERLAP=str(CHUNK_OVERLAP),
+                KB_WRITE_TRACE=str(self.trace),
+                # Qdrant Edge writes a run's steps in milliseconds: a pause after each lets a
+                # poll see the moment and kill between exactly those steps.
+                KB_WRITE_TRACE_PAUSE_S="0.03",
             ),
             cwd=self.tmp_path,
             stdout=log,
@@ -197,5 +208,4 @@ def test_sigkill_during_an_update_leaves_every_document_visible(
     assert_exactly(settings, docs, embedder)
     snap = snapshot(settings)
     assert all(r.doc_hash != old[r.abs_path] for r in snap.records)
-    assert all("version v2" in p.payload["text"] or "version" not in p.payload["text"]
-               for p in snap.points)  # fmt: skip
+    assert all("version v2" in p.text or "version" not in p.text for p in snap.points)

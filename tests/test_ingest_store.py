@@ -1,8 +1,10 @@
-"""What ingest writes to Qdrant: named vectors, the collection's model record, the refusal to
+"""What ingest writes to the store: named vectors, the store's model record, the refusal to
 mix embedding models, and the visibility rule (search sees one whole version at a time)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,15 @@ import pytest
 from ingest import cli, pipeline, writer
 from ingest.pipeline import ingest, version_hash
 from rag.embeddings import Embedder
-from rag.errors import EmbedderMismatchError
+from rag.errors import EmbedderMismatchError, StoreLockedError
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
-from rag.store import DENSE, SPARSE, Store, doc_id_for, open_store
+from rag.store import SCHEMA_VERSION, Store, doc_id_for, open_store
 from tests.ingest_fixtures import (
     NoModelEmbedder,
     assert_store_consistent,
     make_settings,
     snapshot,
+    write_markdown_corpus,
 )
 
 
@@ -40,22 +43,17 @@ def test_points_have_named_dense_and_bm25_vectors_and_collection_records_model(
     settings = make_settings(tmp_path / "store")
     ingest(settings, [tmp_path / "docs"], embedder=embedder)
     with open_store(settings) as store:
-        info = store.client.get_collection(store.chunks)
-        assert info.config.params.vectors[DENSE].size == 384
-        assert info.config.params.vectors[DENSE].distance.name == "COSINE"
-        assert info.config.params.sparse_vectors[SPARSE].modifier.name == "IDF"
-        assert store.metadata() == {
-            "embed_model": DEFAULT_EMBED_MODEL,
-            "embed_dim": 384,
-            "schema": 1,
-        }
-        points, _ = store.client.scroll(store.chunks, with_vectors=True, limit=100)
+        assert store.kind == "embedded"
+        meta = store.metadata()
+        assert meta["embed_model"] == DEFAULT_EMBED_MODEL and meta["embed_dim"] == 384
+        assert meta["embed_identity"] == getattr(embedder, "identity", DEFAULT_EMBED_MODEL)
+        assert meta["schema"] == SCHEMA_VERSION and meta["bm25"]["language"] == "english"
+        points = list(store.all_points())
     assert len(points) == 3
     for point in points:
-        assert len(point.vector[DENSE]) == 384
-        sparse = point.vector[SPARSE]
-        assert len(sparse.indices) == len(sparse.values) > 3
-        assert all(value > 0 for value in sparse.values)
+        assert len(point.dense) == 384
+        assert len(point.sparse.indices) == len(point.sparse.values) > 3
+        assert all(value > 0 for value in point.sparse.values)
 
 
 def test_another_embedding_model_is_refused_before_any_model_loads(
@@ -102,27 +100,29 @@ def test_cli_reports_the_model_mismatch_in_one_sentence(
 
 
 class _Observer:
-    """Wraps `writer.commit_document` to look at the store just before and after the flip."""
+    """Wraps `Store.put_record` (the registry write) to look at the store just before and
+    after the flip."""
 
     def __init__(self, doc_id: str, new_hash: str) -> None:
         self.doc_id = doc_id
         self.new_hash = new_hash
         self.seen: dict[str, dict[str, Any]] = {}
-        self.real = writer.commit_document
+        self.real = Store.put_record
 
-    def __call__(self, store: Store, record: Any) -> None:
-        watching = record.doc_id == self.doc_id and record.doc_hash == self.new_hash
-        if watching:
-            self.seen["before"] = self.look(store)
-        self.real(store, record)
-        if watching:
-            self.seen["after"] = self.look(store)
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def put_record(store: Store, record: Any) -> None:
+            watching = record.doc_id == self.doc_id and record.doc_hash == self.new_hash
+            if watching:
+                self.seen["before"] = self.look(store)
+            self.real(store, record)
+            if watching:
+                self.seen["after"] = self.look(store)
+
+        monkeypatch.setattr(Store, "put_record", put_record)
 
     def look(self, store: Store) -> dict[str, Any]:
         active = store.active_hashes([self.doc_id])[self.doc_id]
-        every = [
-            p.payload for p in store._scroll(store.chunks) if p.payload["doc_id"] == self.doc_id
-        ]
+        every = [c.payload for c in store.all_chunks() if c.doc_id == self.doc_id]
         return {
             "active": active,
             "matching": sorted(c["text"] for c in every if c["doc_hash"] == active),
@@ -144,7 +144,7 @@ def test_search_sees_the_old_version_until_the_flip_and_only_the_new_one_after(
     new_hash = version_hash(path.read_bytes(), settings)
     doc_id = doc_id_for(str(path.resolve()))
     observer = _Observer(doc_id, new_hash)
-    monkeypatch.setattr(writer, "commit_document", observer)
+    observer.patch(monkeypatch)
     report = ingest(settings, [docs], embedder=embedder)
     assert report.updated == 1
 
@@ -175,14 +175,14 @@ def test_a_failure_just_before_the_flip_leaves_the_old_version_whole(
     new_hash = version_hash(path.read_bytes(), settings)
     doc_id = doc_id_for(str(path.resolve()))
 
-    real = writer.commit_document
+    real = Store.put_record
 
     def fail_on_new_version(store: Store, record: Any) -> None:
         if record.doc_hash == new_hash:
             raise OSError("disk pulled out")
         real(store, record)
 
-    monkeypatch.setattr(writer, "commit_document", fail_on_new_version)
+    monkeypatch.setattr(Store, "put_record", fail_on_new_version)
     with pytest.raises(OSError, match="disk pulled out"):
         ingest(settings, [docs], embedder=embedder)
     with open_store(settings) as store:
@@ -191,7 +191,7 @@ def test_a_failure_just_before_the_flip_leaves_the_old_version_whole(
         assert len(store.chunks_of(doc_id)) == 3
         assert store.count_chunks() == 3 + 5  # the new chunks are there, invisible
 
-    monkeypatch.setattr(writer, "commit_document", real)
+    monkeypatch.setattr(Store, "put_record", real)
     report = ingest(settings, [docs], embedder=embedder)
     assert report.updated == 1 and report.chunks_written == 5
     snap = snapshot(settings)
@@ -207,10 +207,59 @@ def test_a_document_is_invisible_until_its_first_version_is_committed(
     settings: Settings = make_settings(tmp_path / "store")
     new_hash = version_hash(path.read_bytes(), settings)
     observer = _Observer(doc_id_for(str(path.resolve())), new_hash)
-    monkeypatch.setattr(writer, "commit_document", observer)
+    observer.patch(monkeypatch)
     ingest(settings, [docs], embedder=embedder)
     before, after = observer.seen["before"], observer.seen["after"]
     assert before["active"] == writer.REMOVED_HASH  # a placeholder: no version visible yet
     assert before["matching"] == [] and before["visible"] == []
     assert before["hashes"] == {new_hash}
     assert after["active"] == new_hash and len(after["visible"]) == 3
+
+
+def test_a_long_ingest_lets_go_of_the_store_between_batches(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    write_markdown_corpus(docs, 40, 8)
+    settings = make_settings(tmp_path / "store", chunk_size=32, chunk_overlap=4)
+    monkeypatch.setattr(pipeline, "LET_GO_EVERY_S", 0.0)
+    seen: list[int] = []
+    real = Store.let_others_in
+
+    def let_others_in(store: Store, pause_s: float = 0.3) -> None:
+        # another process (here: another opener) gets the store meanwhile
+        with store.released(), open_store(settings, lock_wait_s=0) as other:
+            seen.append(len(other.documents()))
+
+    monkeypatch.setattr(Store, "let_others_in", let_others_in)
+    report = ingest(settings, [docs], embedder=embedder)
+    monkeypatch.setattr(Store, "let_others_in", real)
+    assert report.added == 40 and report.chunks_written > 2 * pipeline.EMBED_BATCH_CHUNKS
+    assert len(seen) >= 2 and seen == sorted(seen)  # it saw the documents committed so far
+    assert_store_consistent(snapshot(settings), {str(p.resolve()) for p in docs.iterdir()})
+
+
+def test_an_ingest_that_finds_another_writer_after_letting_go_stops_and_a_rerun_finishes(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    write_markdown_corpus(docs, 40, 8)
+    other_doc = write_doc(tmp_path / "other" / "notes.md", "one")
+    settings = make_settings(tmp_path / "store", chunk_size=32, chunk_overlap=4)
+    monkeypatch.setattr(pipeline, "LET_GO_EVERY_S", 0.0)
+    real = Store.released
+
+    @contextmanager
+    def released_to_another_ingest(store: Store, wait_s: float = 120.0) -> Iterator[None]:
+        with real(store, wait_s):
+            monkeypatch.setattr(Store, "released", real)
+            ingest(settings, [other_doc.parent], embedder=embedder)  # another writer
+            yield
+
+    monkeypatch.setattr(Store, "released", released_to_another_ingest)
+    with pytest.raises(StoreLockedError, match="run the ingest again"):
+        ingest(settings, [docs], embedder=embedder)
+    monkeypatch.setattr(Store, "released", real)
+    ingest(settings, [docs], embedder=embedder)
+    expected = {str(p.resolve()) for p in docs.iterdir()} | {str(other_doc.resolve())}
+    assert_store_consistent(snapshot(settings), expected)

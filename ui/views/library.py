@@ -14,24 +14,13 @@ from ingest.walk import find_files
 from ingest.writer import remove_document
 from rag.errors import KBError
 from rag.settings import Settings
-from rag.store import DocRecord
+from rag.store import DocRecord, disk_bytes
 from ui.plain import escape_markdown, show_error
 from ui.resources import get_services, page_start, ready_services
 from ui.uploads import save_uploads, uploads_dir
 
 REPORT = "library_report"  # this session's last ingest report
 MIB = 1024 * 1024
-
-
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file():
-                total += path.stat().st_size
-        except OSError:
-            continue  # a file the store replaced while we walked
-    return total
 
 
 def human_bytes(size: int) -> str:
@@ -47,7 +36,7 @@ def store_summary(settings: Settings, documents: list[DocRecord], chunks: int) -
     if settings.uses_server:
         right.metric("On disk", "server")
     else:
-        size = folder_bytes(settings.qdrant_path) if settings.qdrant_path.exists() else 0
+        size = disk_bytes(settings.qdrant_path) if settings.qdrant_path.exists() else 0
         right.metric("On disk", human_bytes(size))
 
 
