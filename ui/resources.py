@@ -55,31 +55,31 @@ def settings_key(settings: Settings) -> str:
 # -- the embedder -------------------------------------------------------------------------------
 
 
+def _embedder_key(settings: Settings) -> str:
+    """What makes one embedder differ from another: model, device, batch size, backend, and
+    the data folder that holds its ONNX export."""
+    fields = ("embed_model", "embed_device", "embed_batch_size", "embed_backend", "data_dir")
+    return json.dumps([str(getattr(settings, name)) for name in fields])
+
+
 @st.cache_resource(show_spinner=False)
-def _embedder_for(name: str, device: str, batch_size: int, _settings: Settings) -> Embedder:
+def _embedder_for(key: str, _settings: Settings) -> Embedder:
     return Embedder(_settings)
 
 
 def _shared_embedder(settings: Settings) -> Embedder:
-    return _embedder_for(
-        settings.embed_model, settings.embed_device, settings.embed_batch_size, settings
-    )
+    return _embedder_for(_embedder_key(settings), settings)
 
 
 @st.cache_resource(show_spinner=False)
-def _warm_up_thread(name: str, device: str, batch_size: int, _embedder: Embedder) -> Thread:
+def _warm_up_thread(key: str, _embedder: Embedder) -> Thread:
     thread = Thread(target=lambda: _embedder.model, name="kb-embedder-load", daemon=True)
     thread.start()
     return thread
 
 
 def _warm_up(settings: Settings) -> Thread:
-    return _warm_up_thread(
-        settings.embed_model,
-        settings.embed_device,
-        settings.embed_batch_size,
-        _shared_embedder(settings),
-    )
+    return _warm_up_thread(_embedder_key(settings), _shared_embedder(settings))
 
 
 def warm_up_embedder(settings: Settings) -> None:
