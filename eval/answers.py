@@ -30,7 +30,7 @@ from typing import IO, Any
 from eval.corpus import IngestHook, failed_files_note, ingest_docs, scope_filter, select_items
 from eval.dataset import QAItem, load_eval_set
 from eval.judge import judge_answer
-from eval.metrics import GenerationStats, score_question
+from eval.metrics import CitedPassage, GenerationStats, score_question
 from eval.report import RESULTS_FILE, RUN_FILE, load_run
 from eval.servers import ServedModel, find_model, not_found, unreachable
 from rag.chain import AnswerResult, Chain
@@ -296,7 +296,9 @@ def result_row(item: QAItem, model: str, result: AnswerResult) -> dict[str, Any]
     """The scored record of one answer plus what the chain measured and used: `model` is the
     id the chain answered with; `window` (tokens) is the window packed for, `counted_by` says
     whose token counts these are, `prompt_cut` that Ollama cut the prompt silently, `repacked`
-    that the server rejected it as too long and fewer passages were sent; times in ms."""
+    that the server rejected it as too long and fewer passages were sent; times in ms. Each
+    citation says whether the model wrote it or kb attributed it (`kind`); `uncited` lists the
+    answer's sentences that no passage supports."""
     record = score_question(
         item,
         model=model,
@@ -304,12 +306,26 @@ def result_row(item: QAItem, model: str, result: AnswerResult) -> dict[str, Any]
         cited_sources=[citation.path for citation in result.citations],
         passage_texts=[passage["text"] for passage in result.passages],
         stats=generation_stats(result),
+        citations=[CitedPassage(c.path, c.text, c.kind) for c in result.citations],
+        uncited_sentences=len(result.uncited_sentences),
+        overruled=sum(len(c.replaces) for c in result.citations),
     )
     return {
         **asdict(record),
         **_question_keys(item),
         "server": result.server,
-        "citations": [{"n": c.n, "source": c.source, "path": c.path} for c in result.citations],
+        "citations": [
+            {
+                "n": c.n,
+                "source": c.source,
+                "path": c.path,
+                "kind": c.kind,
+                "support": c.support,
+                "replaces": c.replaces,
+            }
+            for c in result.citations
+        ],
+        "uncited": list(result.uncited_sentences),
         "passages": [
             {key: p[key] for key in ("n", "source", "path", "score", "text")}
             for p in result.passages

@@ -26,9 +26,12 @@ How the fake imitates Ollama where it matters:
   and the middle is dropped, so the prompt is exactly num_ctx tokens. `prompt_eval_count` is the
   number of tokens kept. `options.num_predict` caps the answer (done_reason "length").
 - Answers are extractive, from the text that survived the cut. Passages are read from the last
-  message: a block starts with `[n]` at a line start; its first line is the source line and the
-  following lines are the text; a block ends at the next `[n]`, at `</passages>` or at the last
-  line starting `Question:`. The question is what follows that line, else the whole message. The
+  message, within kb's block `<passages-CODE>` … `</passages-CODE>` when it has one (the same
+  code in both tags; a `</passages>` or a tag with another code inside is passage text), else
+  before the last line starting `Question:` and a plain `</passages>`. A passage starts with
+  `[n]` at a line start; its first line is the source line and the following lines are the
+  text, up to the next `[n]` or the block's end. The question is what follows the last line
+  starting `Question:` (after the block, when there is one), else the whole message. The
   answer is the passage sentence sharing the most content words with the question (stopwords
   ignored, a plural "s" stripped), followed by ` [n]`; at least half of the question's content
   words must be shared, otherwise the answer is `NO_ANSWER`.
@@ -43,7 +46,7 @@ How the fake imitates Ollama where it matters:
   object with the schema's required properties (all properties when none is required): integers
   and numbers 3 moved into the schema's range, strings the best-matching sentence (else the first
   passage sentence, else the question), booleans true, arrays of `minItems` (at least 1) items,
-  enums their first value; `$ref`s into `$defs` are followed.
+  enums their first value (numeric ones the value nearest 3); `$ref`s into `$defs` are followed.
 - `fake-broken:1b` always answers with malformed, unterminated JSON-ish text.
 - Failure injection (constructor arguments, or attributes changed while running):
   `first_token_delay_s` before the first chunk (or before a non-streamed reply),
@@ -346,6 +349,7 @@ def fit_prompt(
 # -- the extractive "model" --------------------------------------------------------------------
 
 PASSAGE_HEADER_RE = re.compile(r"^\[(\d+)\][^\n]*$", re.MULTILINE)
+PASSAGES_OPEN_RE = re.compile(r"<passages-(\w+)>")
 QUESTION_LINE_RE = re.compile(r"^[ \t]*Question:[ \t]*", re.MULTILINE)
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 WORD_RE = re.compile(r"\w+")
@@ -363,14 +367,30 @@ def _last_question_line(message: str) -> re.Match[str] | None:
     return found[-1] if found else None
 
 
+def _tagged_block(message: str) -> tuple[str, str] | None:
+    """kb's block `<passages-CODE>` … `</passages-CODE>` (the code is the request's): the text
+    between the tags and what follows the closing tag; None without such a block."""
+    for opening in PASSAGES_OPEN_RE.finditer(message):
+        closing = message.find(f"</passages-{opening.group(1)}>", opening.end())
+        if closing >= 0:
+            after = message.index(">", closing) + 1
+            return message[opening.end() : closing], message[after:]
+    return None
+
+
 def parse_passages(message: str) -> list[Passage]:
-    question = _last_question_line(message)
-    block = message[: question.start()] if question else message
+    tagged = _tagged_block(message)
+    if tagged is not None:
+        block = tagged[0]
+    else:
+        question = _last_question_line(message)
+        block = message[: question.start()] if question else message
+        block = block.split("</passages>", 1)[0]
     headers = list(PASSAGE_HEADER_RE.finditer(block))
     passages = []
     for index, header in enumerate(headers):
         stop = headers[index + 1].start() if index + 1 < len(headers) else len(block)
-        body = block[header.end() : stop].split("</passages>", 1)[0]
+        body = block[header.end() : stop]
         if not body.strip():  # the text sits on the `[n]` line itself
             body = header.group(0)[len(header.group(1)) + 2 :]
         passages.append(Passage(int(header.group(1)), body.replace("<passages>", "").strip()))
@@ -378,6 +398,11 @@ def parse_passages(message: str) -> list[Passage]:
 
 
 def parse_question(message: str) -> str:
+    tagged = _tagged_block(message)
+    if tagged is not None:
+        rest = tagged[1]
+        found = _last_question_line(rest)
+        return (rest[found.end() :] if found else rest).strip()
     found = _last_question_line(message)
     return (message[found.end() :] if found else message).strip()
 
@@ -476,6 +501,9 @@ def fill_schema(schema: Any, text: str, root: Mapping[str, Any] | None = None) -
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
+        numbers = [v for v in schema["enum"] if isinstance(v, int | float)]
+        if len(numbers) == len(schema["enum"]):  # a score scale: the value nearest 3
+            return min(numbers, key=lambda v: abs(v - 3))
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):

@@ -73,8 +73,14 @@ def _figures(run: Run) -> str:
             "",
             *table,
             "",
-            "EM, F1, contains, citation precision and hit rate are over answerable questions; "
-            "refusal accuracy, latency and time to first token over all. How each is computed: "
+            "EM, F1, contains, the citation figures and hit rate are over answerable "
+            "questions; refusal accuracy, latency and time to first token over all. *written* "
+            "citations are the `[n]` the model wrote, *attributed* ones kb added to sentences "
+            "the model left uncited or cited with a number whose passage does not back them "
+            "(*overruled* counts those numbers; `rag/citations.py`); a citation is precise "
+            "when its passage "
+            "holds a reference answer and overlaps the gold evidence, *doc prec* checks only "
+            "the document. How each is computed: "
             "`eval/README.md`, section Metrics. Every figure is recomputed from "
             f"`{RESULTS_FILE}` (one record per model and question).",
         ]

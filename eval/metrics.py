@@ -2,7 +2,9 @@
 
 How each figure is computed is described in `eval/README.md`; in short:
 - answers are compared after SQuAD normalisation with `[n]` citation markers removed;
-- a passage is *gold* when it holds a reference answer and overlaps the gold evidence;
+- a passage is *gold* when it holds a reference answer and overlaps the gold evidence; a
+  citation is correct when it cites a gold passage, whether the model wrote it or kb
+  attributed it (both are counted apart);
 - a refusal is an answer that says plainly the passages do not hold the answer.
 """
 
@@ -124,7 +126,17 @@ def _require_references(references: Sequence[str]) -> None:
 # -- citations and refusals -------------------------------------------------------------------
 
 
-def citation_precision(cited_sources: Sequence[str], gold_doc: str | None) -> float | None:
+@dataclass(frozen=True)
+class CitedPassage:
+    """One citation of an answer: the cited passage's document and text, and whether the model
+    wrote it (`written`) or kb attributed it (`attributed`, see `rag/citations.py`)."""
+
+    path: str
+    text: str
+    kind: str = "written"
+
+
+def citation_doc_precision(cited_sources: Sequence[str], gold_doc: str | None) -> float | None:
     """Share of the cited sources that are the gold document.
 
     A cited source is a document path as the chain reports it; it is the gold document when it
@@ -261,7 +273,7 @@ class QuestionRecord:
     exact_match: float | None
     f1: float | None
     contains: bool | None
-    citation_precision: float | None
+    citation_precision: float | None  # share of its citations that cite a gold passage
     cited: bool
     refused: bool
     refusal_correct: bool
@@ -273,6 +285,13 @@ class QuestionRecord:
     completion_tokens: int | None = None
     generation_s: float | None = None
     truncated: bool = False
+    citation_doc_precision: float | None = None  # share of its citations of the gold document
+    citations_written: int = 0  # citations the model wrote
+    citations_written_correct: int = 0  # ... of a gold passage
+    citations_attributed: int = 0  # citations kb attributed (the model wrote none for them)
+    citations_attributed_correct: int = 0
+    uncited_sentences: int = 0  # sentences of the answer that no passage supports
+    citations_overruled: int = 0  # numbers the model wrote for a sentence another passage backs
 
 
 def score_question(
@@ -283,9 +302,19 @@ def score_question(
     cited_sources: Sequence[str],
     passage_texts: Sequence[str],
     stats: GenerationStats,
+    citations: Sequence[CitedPassage] = (),
+    uncited_sentences: int = 0,
+    overruled: int = 0,
 ) -> QuestionRecord:
-    """Score one answer: answer metrics for answerable items, refusal and retrieval for all."""
+    """Score one answer: answer metrics for answerable items, refusal and retrieval for all.
+
+    `cited_sources` are the cited documents (for `citation_doc_precision`), `citations` the
+    cited passages with their kind (for the gold-passage figures)."""
     answerable = not item.unanswerable
+    written = [c for c in citations if c.kind != "attributed"]
+    attributed = [c for c in citations if c.kind == "attributed"]
+    written_correct = sum(is_gold_passage(c.text, item) for c in written)
+    attributed_correct = sum(is_gold_passage(c.text, item) for c in attributed)
     return QuestionRecord(
         model=model,
         item_id=item.id,
@@ -294,8 +323,12 @@ def score_question(
         exact_match=exact_match(answer, item.answers) if answerable else None,
         f1=token_f1(answer, item.answers) if answerable else None,
         contains=contains_reference(answer, item.answers) if answerable else None,
-        citation_precision=citation_precision(cited_sources, item.doc) if answerable else None,
-        cited=bool(cited_sources),
+        citation_precision=(
+            (written_correct + attributed_correct) / len(citations)
+            if answerable and citations
+            else None
+        ),
+        cited=bool(cited_sources) or bool(citations),
         refused=is_refusal(answer),
         refusal_correct=correct_refusal(item, answer),
         retrieval_hit=retrieval_hit(passage_texts, item),
@@ -306,6 +339,15 @@ def score_question(
         completion_tokens=stats.completion_tokens,
         generation_s=stats.generation_s,
         truncated=stats.truncated,
+        citation_doc_precision=(
+            citation_doc_precision(cited_sources, item.doc) if answerable else None
+        ),
+        citations_written=len(written),
+        citations_written_correct=written_correct,
+        citations_attributed=len(attributed),
+        citations_attributed_correct=attributed_correct,
+        uncited_sentences=uncited_sentences,
+        citations_overruled=overruled,
     )
 
 
@@ -320,7 +362,7 @@ class ModelSummary:
     exact_match: float | None
     f1: float | None
     contains: float | None
-    citation_precision: float | None
+    citation_precision: float | None  # of all citations, the share citing a gold passage
     uncited_answers: int
     refusal_accuracy: float | None
     retrieval_hit_rate: float | None
@@ -331,6 +373,14 @@ class ModelSummary:
     tokens_per_s: float | None
     mean_prompt_tokens: float | None
     truncated: int
+    citation_doc_precision: float | None = None  # mean share of citations of the gold document
+    cited_rate: float | None = None  # answers carrying a citation, written or attributed
+    written_rate: float | None = None  # answers carrying a citation the model wrote
+    attributed_rate: float | None = None  # answers carrying a citation kb attributed
+    written_precision: float | None = None  # written citations that cite a gold passage
+    attributed_precision: float | None = None  # attributed citations that cite a gold passage
+    uncited_sentences: int = 0  # answer sentences no passage supports, all answers
+    overruled: int = 0  # written numbers kb replaced: their passage did not back the sentence
 
 
 def summarize(records: Iterable[QuestionRecord]) -> dict[str, ModelSummary]:
@@ -352,7 +402,10 @@ def _summarize_model(model: str, rows: list[QuestionRecord]) -> ModelSummary:
         exact_match=_mean(row.exact_match for row in answerable),
         f1=_mean(row.f1 for row in answerable),
         contains=_mean(row.contains for row in answerable),
-        citation_precision=_mean(row.citation_precision for row in answerable),
+        citation_precision=_share(
+            sum(r.citations_written_correct + r.citations_attributed_correct for r in answerable),
+            sum(r.citations_written + r.citations_attributed for r in answerable),
+        ),
         uncited_answers=sum(not row.cited and not row.refused for row in answerable),
         refusal_accuracy=_mean(row.refusal_correct for row in rows),
         retrieval_hit_rate=_mean(row.retrieval_hit for row in answerable),
@@ -363,7 +416,25 @@ def _summarize_model(model: str, rows: list[QuestionRecord]) -> ModelSummary:
         tokens_per_s=_tokens_per_second(rows),
         mean_prompt_tokens=_mean(row.prompt_tokens for row in rows),
         truncated=sum(row.truncated for row in rows),
+        citation_doc_precision=_mean(row.citation_doc_precision for row in answerable),
+        cited_rate=_mean(row.cited for row in answerable),
+        written_rate=_mean(row.citations_written > 0 for row in answerable),
+        attributed_rate=_mean(row.citations_attributed > 0 for row in answerable),
+        written_precision=_share(
+            sum(row.citations_written_correct for row in answerable),
+            sum(row.citations_written for row in answerable),
+        ),
+        attributed_precision=_share(
+            sum(row.citations_attributed_correct for row in answerable),
+            sum(row.citations_attributed for row in answerable),
+        ),
+        uncited_sentences=sum(row.uncited_sentences for row in rows),
+        overruled=sum(row.citations_overruled for row in rows),
     )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 def _mean(values: Iterable[float | bool | None]) -> float | None:

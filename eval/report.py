@@ -71,7 +71,12 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def question_record(row: dict[str, Any]) -> QuestionRecord:
-    return QuestionRecord(**{key: row[key] for key in RECORD_KEYS})
+    """The record of a row. Rows written before citations were written or attributed lack the
+    later keys (their defaults stand) and their `citation_precision` was the document check."""
+    if "citations_written" not in row:
+        row = {**row, "citation_doc_precision": row.get("citation_precision")}
+        row["citation_precision"] = None
+    return QuestionRecord(**{key: row[key] for key in RECORD_KEYS if key in row})
 
 
 def summarize_run(rows: Sequence[dict[str, Any]], judged: bool) -> dict[str, ModelFigures]:
@@ -143,8 +148,16 @@ ANSWER_COLUMNS = (
     Column("EM", "exact_match", "share", "Exact match"),
     Column("F1", "f1", "share", "Token F1"),
     Column("contains", "contains", "share", "Contains the answer"),
-    Column("cite prec", "citation_precision", "share", "Citation precision"),
+    Column("cited", "cited_rate", "share", "Answers with a citation"),
+    Column("written", "written_rate", "share", "Answers with a citation the model wrote"),
+    Column("attributed", "attributed_rate", "share", "Answers with a citation kb attributed"),
+    Column("cite prec", "citation_precision", "share", "Citation precision (gold passage)"),
+    Column("written prec", "written_precision", "share", "Written citations: precision"),
+    Column("attrib prec", "attributed_precision", "share", "Attributed citations: precision"),
+    Column("doc prec", "citation_doc_precision", "share", "Citation precision (document)"),
     Column("uncited", "uncited_answers", "count"),
+    Column("uncited sent", "uncited_sentences", "count"),
+    Column("overruled", "overruled", "count"),
     Column("refusal acc", "refusal_accuracy", "share", "Refusal accuracy"),
     Column("hit rate", "retrieval_hit_rate", "share", "Retrieval hit rate"),
     Column("p50 s", "latency_p50_s", "seconds", "Latency p50 (s)"),

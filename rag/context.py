@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 
 from rag.retrieve import Passage, merge_adjacent
@@ -42,7 +43,39 @@ class PackedContext:
 
 
 def format_passage(number: int, passage: Passage) -> str:
-    return f"[{number}] {passage.source_label()}\n{passage.text.strip()}"
+    """`[n] source` on a line of its own, then the passage's text, neutralized: a document
+    cannot start a line that reads as a passage header nor write the block's tags."""
+    label = neutralize(" ".join(passage.source_label().split()))
+    return f"[{number}] {label}\n{neutralize(passage.text.strip())}"
+
+
+# What document text must not pass for: a passage header at a line start (`[1]`, `[ 1 ]`,
+# `［１］` once NFKC-normalized, `【1】`, after blanks, invisible characters, list bullets or a
+# quote mark) and the block's tags.
+_FORGED_HEADER = re.compile(r"^([\s>*•-]*)[\[【〔〖]\s*(\d+)\s*[\]】〕〗]")
+_BLOCK_TAG = re.compile(r"<\s*/?\s*passages\b[^>]*>", re.IGNORECASE)
+_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _canonical(line: str) -> str:
+    """NFKC (full-width and other compatibility forms to ASCII), invisible format characters
+    (zero-width spaces, direction marks) dropped."""
+    normal = unicodedata.normalize("NFKC", line)
+    return "".join(ch for ch in normal if unicodedata.category(ch) != "Cf")
+
+
+def neutralize(text: str) -> str:
+    """Document text as it goes into the prompt. A line that would read as a passage header
+    gets its number in parentheses, `(1) other.md`, and a passages tag loses its angle
+    brackets; such lines are shown NFKC-normalized. Every other line is unchanged."""
+    lines = _LINE_BREAKS.sub("\n", text).split("\n")
+    for index, line in enumerate(lines):
+        canonical = _canonical(line)
+        if not (_FORGED_HEADER.match(canonical) or _BLOCK_TAG.search(canonical)):
+            continue
+        canonical = _FORGED_HEADER.sub(r"\1(\2)", canonical)
+        lines[index] = _BLOCK_TAG.sub(lambda m: f"({m.group(0)[1:-1].strip()})", canonical)
+    return "\n".join(lines)
 
 
 def pack(passages: list[Passage], budget: int, estimator: TokenEstimator) -> PackedContext:

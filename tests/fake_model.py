@@ -1,8 +1,9 @@
 """An in-process fake model server for unit tests that need no HTTP (simonw/llm's `MockModel`).
 
 `FakeBackend` implements `rag.llm.base.ChatBackend` with the answers of the fake Ollama
-(`eval.fake_ollama`): the passage sentence that best matches the question, with its `[n]`, or
-the "do not contain the answer" sentence; schema-shaped JSON for structured output. Its server
+(`eval.fake_ollama`, which reads kb's passage block): the passage sentence that best matches the
+question, with its `[n]` (without it when `cites` is False), or the "do not contain the answer"
+sentence; schema-shaped JSON for structured output. Its server
 is named `fake` and its models say they are fake, so nothing here passes for a real model.
 `tests/conftest.py` registers it through the `fake_model` and `services` fixtures. Use the HTTP
 fake Ollama instead for Ollama's wire behaviour (num_ctx, silent cuts, errors).
@@ -10,6 +11,7 @@ fake Ollama instead for Ollama's wire behaviour (num_ctx, silent cuts, errors).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from rag.llm.base import ChatEvent, ListedModel, Message, ModelFacts, ModelRef, 
 from rag.llm.structured import parse_structured
 
 FAKE_SERVER = "fake"
+CITATION_RE = re.compile(r"\s*\[\d+\]")
 # name -> the window the server states; None: it states none (kb must learn it)
 FAKE_MODELS: dict[str, int | None] = {"fake-echo": 8192, "fake-small": 1024}
 
@@ -52,6 +55,7 @@ class FakeBackend:
     models: dict[str, int | None] = field(default_factory=lambda: dict(FAKE_MODELS))
     reachable: bool = True
     rejects_over: int | None = None
+    cites: bool = True  # False: answers without their `[n]`, like small models often do
     calls: list[FakeCall] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,6 +96,8 @@ class FakeBackend:
             self.calls.append(FakeCall(model, sent, window, max_tokens))
         self._check_length(sent, max_tokens)
         answer = self._reply(sent)
+        if not self.cites:
+            answer = CITATION_RE.sub("", answer)
         for piece in ANSWER_PIECE_RE.findall(answer):
             yield TextDelta(piece)
         yield Usage(

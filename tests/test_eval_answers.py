@@ -17,7 +17,7 @@ from eval.answers import run_answers, write_outputs
 from eval.dataset import load_eval_set
 from eval.fake_ollama import FakeOllama
 from eval.judge import MalformedVerdict, parse_verdict
-from eval.metrics import QuestionRecord, retrieval_hit, summarize
+from eval.metrics import QuestionRecord, is_gold_passage, retrieval_hit, summarize
 from eval.report import load_run
 from rag.errors import KBError
 from rag.service import Services, build_services
@@ -139,6 +139,60 @@ def test_answer_figures_trace_to_the_records_by_hand(baseline: Path) -> None:
     for row in rows:
         texts = [passage["text"] for passage in row["passages"]]
         assert row["retrieval_hit"] == retrieval_hit(texts, items[row["item_id"]])
+
+
+def test_citations_are_counted_by_kind_and_checked_against_the_gold_passage(
+    baseline: Path,
+) -> None:
+    """The fake writes its `[n]`: every citation is written; a written citation is correct when
+    its passage holds a reference answer and overlaps the evidence."""
+    rows = [row for row in jsonl(baseline / "results.jsonl") if row["model"] == IDS[0]]
+    items = {item.id: item for item in load_eval_set(SAMPLE).items}
+    answerable = [row for row in rows if not row["unanswerable"]]
+    written = correct = 0
+    for row in answerable:
+        assert all(c["kind"] == "written" for c in row["citations"]) and row["uncited"] == []
+        for citation in row["citations"]:
+            text = row["passages"][citation["n"] - 1]["text"]
+            written += 1
+            correct += is_gold_passage(text, items[row["item_id"]])
+    summary = csv_rows(baseline / "summary.csv")[IDS[0]]
+    assert written > 0 and float(summary["written_precision"]) == pytest.approx(correct / written)
+    cited = sum(bool(row["citations"]) for row in answerable) / len(answerable)
+    assert float(summary["written_rate"]) == float(summary["cited_rate"]) == pytest.approx(cited)
+    assert float(summary["attributed_rate"]) == 0.0 and summary["attributed_precision"] == ""
+    report = (baseline / "report.md").read_text(encoding="utf-8")
+    for header in ("written prec", "attrib prec", "doc prec"):
+        assert f"| {header} |" in report
+
+
+def test_a_run_written_before_citation_kinds_keeps_its_document_precision(
+    baseline: Path, tmp_path: Path
+) -> None:
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    new_keys = {
+        "citation_doc_precision",
+        "citations_written",
+        "citations_written_correct",
+        "citations_attributed",
+        "citations_attributed_correct",
+        "uncited_sentences",
+        "citations_overruled",
+    }
+    lines = []
+    for row in jsonl(baseline / "results.jsonl"):
+        old = {k: v for k, v in row.items() if k not in new_keys}
+        old["citation_precision"] = row["citation_doc_precision"]  # what it meant then
+        lines.append(json.dumps(old))
+    (old_run / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (old_run / "run.json").write_text((baseline / "run.json").read_text(), encoding="utf-8")
+
+    write_outputs(old_run)
+    now, before = load_run(baseline).figures[IDS[0]], load_run(old_run).figures[IDS[0]]
+    assert before.summary.citation_doc_precision == now.summary.citation_doc_precision
+    assert before.summary.citation_precision is None  # not measured then
+    assert before.summary.written_precision is None
 
 
 def test_charts_are_png_images(baseline: Path) -> None:

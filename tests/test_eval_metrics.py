@@ -6,8 +6,9 @@ import pytest
 
 from eval.dataset import QAItem
 from eval.metrics import (
+    CitedPassage,
     GenerationStats,
-    citation_precision,
+    citation_doc_precision,
     contains_reference,
     correct_refusal,
     exact_match,
@@ -92,15 +93,42 @@ def test_answer_scores_need_references() -> None:
 # -- citations and refusals -------------------------------------------------------------------
 
 
-def test_citation_precision() -> None:
+def test_citation_doc_precision() -> None:
     gold = "field-travel-rules.txt"
-    assert citation_precision([gold], gold) == 1.0
-    assert citation_precision(["/srv/kb/eval/sample/docs/field-travel-rules.txt"], gold) == 1.0
-    assert citation_precision(["station-handbook.md"], gold) == 0.0  # a wrong citation
-    assert citation_precision([gold, "station-handbook.md"], gold) == 0.5
-    assert citation_precision(["old-field-travel-rules.txt"], gold) == 0.0
-    assert citation_precision([], gold) is None  # nothing cited: undefined
-    assert citation_precision([gold], None) is None  # no gold document
+    assert citation_doc_precision([gold], gold) == 1.0
+    assert citation_doc_precision(["/srv/kb/eval/sample/docs/field-travel-rules.txt"], gold) == 1.0
+    assert citation_doc_precision(["station-handbook.md"], gold) == 0.0  # a wrong citation
+    assert citation_doc_precision([gold, "station-handbook.md"], gold) == 0.5
+    assert citation_doc_precision(["old-field-travel-rules.txt"], gold) == 0.0
+    assert citation_doc_precision([], gold) is None  # nothing cited: undefined
+    assert citation_doc_precision([gold], None) is None  # no gold document
+
+
+def test_a_citation_is_correct_when_its_passage_is_gold_whoever_made_it() -> None:
+    gold = CitedPassage("field-travel-rules.txt", EVIDENCE, "written")
+    same_doc_wrong_passage = CitedPassage("field-travel-rules.txt", "Ski in pairs.", "attributed")
+    attributed_gold = CitedPassage("field-travel-rules.txt", EVIDENCE, "attributed")
+    record = score_question(
+        ANSWERABLE,
+        model="m",
+        answer="Two hours before departure.",
+        cited_sources=["field-travel-rules.txt", "field-travel-rules.txt"],
+        passage_texts=[EVIDENCE],
+        stats=GenerationStats(1.0),
+        citations=[gold, same_doc_wrong_passage, attributed_gold],
+        uncited_sentences=1,
+    )
+    assert record.citation_doc_precision == 1.0  # the right document, every time
+    assert record.citation_precision == pytest.approx(2 / 3)  # one passage lacks the answer
+    assert (record.citations_written, record.citations_written_correct) == (1, 1)
+    assert (record.citations_attributed, record.citations_attributed_correct) == (2, 1)
+    assert record.cited and record.uncited_sentences == 1
+    unanswerable = score_question(
+        UNANSWERABLE, model="m", answer="About 5 million.", cited_sources=[],
+        passage_texts=[EVIDENCE], stats=GenerationStats(1.0), citations=[attributed_gold],
+    )  # fmt: skip
+    assert unanswerable.citation_precision is None
+    assert unanswerable.citations_attributed_correct == 0
 
 
 @pytest.mark.parametrize(
@@ -211,6 +239,7 @@ def test_summarize_per_model() -> None:
             cited_sources=["docs/field-travel-rules.txt"],
             passage_texts=passages[::-1],
             stats=GenerationStats(1.0, 0.2, 100, 10, 0.5),
+            citations=[CitedPassage("docs/field-travel-rules.txt", EVIDENCE)],
         ),
         score_question(
             UNANSWERABLE,
@@ -235,6 +264,8 @@ def test_summarize_per_model() -> None:
             cited_sources=["station-handbook.md"],
             passage_texts=passages,
             stats=GenerationStats(4.0),
+            citations=[CitedPassage("station-handbook.md", passages[0], "attributed")],
+            uncited_sentences=2,
         ),
     ]
     summaries = summarize(records)
@@ -245,7 +276,9 @@ def test_summarize_per_model() -> None:
     assert first.exact_match == 0.0  # "at least two hours" is not "two hours"
     assert first.f1 == pytest.approx(2 / 3)  # P=2/4, R=2/2
     assert first.contains == 1.0
-    assert first.citation_precision == 1.0
+    assert first.citation_precision == 1.0 and first.citation_doc_precision == 1.0
+    assert (first.cited_rate, first.written_rate, first.attributed_rate) == (1.0, 1.0, 0.0)
+    assert (first.written_precision, first.attributed_precision) == (1.0, None)
     assert first.uncited_answers == 0
     assert first.refusal_accuracy == 1.0
     assert (first.retrieval_hit_rate, first.mrr) == (1.0, 1.0)
@@ -259,6 +292,11 @@ def test_summarize_per_model() -> None:
     second = summaries["m2"]
     assert (second.exact_match, second.f1, second.contains) == (0.0, 0.0, 0.0)
     assert second.citation_precision is None  # the only answerable answer cites nothing
+    assert second.citation_doc_precision is None
+    # the unanswerable question's citation is not counted among the answerable answers
+    assert (second.cited_rate, second.written_rate, second.attributed_rate) == (0.0, 0.0, 0.0)
+    assert second.attributed_precision is None
+    assert second.uncited_sentences == 2  # counted over all answers
     assert second.uncited_answers == 0  # it refused, so it is not counted as uncited
     assert second.refusal_accuracy == 0.0
     assert (second.retrieval_hit_rate, second.mrr) == (1.0, 0.5)

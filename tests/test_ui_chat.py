@@ -56,7 +56,7 @@ def test_a_follow_up_sends_the_history(ui_app_env: AppEnv, fake_ollama: FakeOlla
     last = fake_ollama.requests_to("/api/chat")[-1].body or {}
     contents = [m["content"] for m in last["messages"]]
     assert LIGHTHOUSE_Q in contents
-    assert any(LIGHTHOUSE_A in c for c in contents if not c.startswith("<passages>"))
+    assert any(LIGHTHOUSE_A in c for c in contents if not c.startswith("<passages"))
     assert "Three keepers lived in the lighthouse until the lamp was automated" in page_text(app)
 
 
@@ -141,3 +141,42 @@ def test_a_notice_and_estimated_counts_are_shown_in_plain_words() -> None:
     assert speed.startswith(
         "smollm2 · gpu-box · prompt 1,500 tokens, answer 40 tokens (kb's estimate) · "
     )
+
+
+def _answer_with_attributed_citations() -> None:
+    from rag.chain import AnswerResult
+    from rag.citations import cite
+    from rag.context import PackedContext
+    from rag.retrieve import Passage
+    from rag.settings import Settings
+    from ui.answer_view import answer_details
+
+    texts = {"harbour.md": "The harbour master of Lisvik is Oda Brekke.", "radio.md": "Radio."}
+    passages = [
+        Passage(path, path, f"/{path}", path, [], None, [0], 0, len(text), text, 0.5)
+        for path, text in texts.items()
+    ]
+    answer = "The harbour master is Oda Brekke. The pier was painted red in 1950."
+    result = AnswerResult(question="Who is the harbour master?", search_query="q", model="m@s",
+                          answer=answer, window=2048, context_tokens=100)  # fmt: skip
+    result.passages = [
+        {"n": n, "path": p.path, "headings": [], "score": 0.5, "text": p.text}
+        for n, p in enumerate(passages, 1)
+    ]
+    cited = cite(answer, PackedContext(passages, "", 10, False), result.question)
+    result.citations, result.uncited_sentences = cited.citations, cited.uncited_sentences
+    answer_details(result, Settings(context_cap=8192))
+
+
+def test_attributed_citations_and_uncited_sentences_are_shown_apart() -> None:
+    app = AppTest.from_function(_answer_with_attributed_citations, default_timeout=30).run()
+    no_exception(app)
+    captions = [shown(c.value) for c in app.caption]
+    assert (
+        'kb attributed "The harbour master is Oda Brekke." to [1] harbour.md (the model did '
+        "not cite it)"
+    ) in captions
+    assert 'No passage supports "The pier was painted red in 1950.": it is uncited.' in captions
+    [panel] = [e for e in app.expander]
+    assert panel.label == "Sources: 2 passages, 0 cited by the model, 1 attributed by kb"
+    assert "attributed by kb" in page_text(app)

@@ -88,30 +88,82 @@ def speed_line(result: AnswerResult) -> str:
     return " · ".join(parts)
 
 
-def show_passage(record: dict[str, Any], cited: bool) -> None:
-    """One passage: number, file, page, headings, score, then its text."""
+# How a citation was made (`Citation.kind`), as the sources panel marks a passage.
+CITATION_MARKS = {"written": "cited by the model", "attributed": "attributed by kb"}
+
+
+def show_passage(record: dict[str, Any], cited: bool | str) -> None:
+    """One passage: number, file, page, headings, score, whether and how it is cited, then its
+    text. `cited` is the citation's kind (`written`, `attributed`), or a bool."""
     label = f"[{record['n']}] {record['path']}"
     if record.get("page") is not None:
         label += f", p. {record['page']}"
     if record.get("headings"):
         label += " — " + " > ".join(record["headings"])
-    marker = " · cited" if cited else ""
+    how = CITATION_MARKS.get(cited, "cited") if isinstance(cited, str) else "cited"
+    marker = f" · {how}" if cited else ""
     st.markdown(f"**{escape_markdown(label)}**  \nscore {record['score']:.3f}{marker}")
     show_text(record["text"])
 
 
+def citation_kinds(result: AnswerResult) -> dict[int, str]:
+    """Passage number -> how it is cited; a passage the model cited is `written`."""
+    kinds: dict[int, str] = {}
+    for citation in result.citations:
+        kind = getattr(citation, "kind", "written")
+        if kinds.get(citation.n) != "written":
+            kinds[citation.n] = kind
+    return kinds
+
+
+def sources_title(result: AnswerResult) -> str:
+    kinds = citation_kinds(result)
+    written = sum(kind == "written" for kind in kinds.values())
+    attributed = len(kinds) - written
+    title = f"Sources: {len(result.passages)} passages, {written} cited by the model"
+    return title + (f", {attributed} attributed by kb" if attributed else "")
+
+
 def sources_panel(result: AnswerResult, expanded: bool = False) -> None:
-    cited = {c.n for c in result.citations}
-    title = f"Sources: {len(result.passages)} passages, {len(cited)} cited"
-    with st.expander(title, expanded=expanded):
+    kinds = citation_kinds(result)
+    with st.expander(sources_title(result), expanded=expanded):
         if not result.passages:
             st.caption("No passage was found for this question.")
         for record in result.passages:
-            show_passage(record, record["n"] in cited)
+            show_passage(record, kinds.get(record["n"], False))
+
+
+def attribution_lines(result: AnswerResult) -> list[str]:
+    """One line per sentence kb attributed (the model wrote no `[n]` for it), one per sentence
+    no passage supports."""
+    lines = [
+        f'kb attributed "{sentence}" to [{c.n}] {c.path} ({_why(c.replaces)})'
+        for c in result.citations
+        if getattr(c, "kind", "written") == "attributed"
+        for sentence in c.sentences
+    ]
+    lines += [
+        f'No passage supports "{sentence}": it is uncited.'
+        for sentence in getattr(result, "uncited_sentences", [])
+    ]
+    return lines
+
+
+def _why(replaced: list[int]) -> str:
+    if not replaced:
+        return "the model did not cite it"
+    numbers = "".join(f"[{n}]" for n in replaced)
+    return f"the model cited {numbers}, which does not back it"
+
+
+def show_attributions(result: AnswerResult) -> None:
+    for line in attribution_lines(result):
+        show_caption(line)
 
 
 def answer_details(result: AnswerResult, settings: Settings) -> None:
     """Everything about an answer but its text."""
+    show_attributions(result)
     show_warnings(result)
     context_bar(result, settings)
     st.caption(escape_markdown(speed_line(result)))
