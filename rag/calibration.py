@@ -42,6 +42,7 @@ class ModelCalibration:
     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
     samples: int = 0
     window: int | None = None  # learned from the server's "too long" error, in tokens
+    prompt_tokens_per_s: float | None = None  # prompt evaluation speed, smoothed
 
 
 Table = dict[str, ModelCalibration]
@@ -92,6 +93,16 @@ class Calibration:
             lowered = min(entry.chars_per_token, bound) * 0.85
             entry.chars_per_token = max(lowered, FLOOR_CHARS_PER_TOKEN)
             entry.samples = max(entry.samples, 1)
+
+        self._update(model, update)
+
+    def record_speed(self, model: str, tokens_per_s: float) -> None:
+        """The model evaluated a prompt at `tokens_per_s` on this machine."""
+
+        def update(entry: ModelCalibration) -> None:
+            old = entry.prompt_tokens_per_s
+            new = tokens_per_s if old is None else old + SMOOTHING * (tokens_per_s - old)
+            entry.prompt_tokens_per_s = round(new, 1)
 
         self._update(model, update)
 

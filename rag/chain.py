@@ -16,13 +16,18 @@ sent once more, and the result says so in `notice`.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rag.calibration import Calibration
+from rag.citations import (  # noqa: F401 (cited_numbers, resolve_citations: re-exported)
+    Citation,
+    cite,
+    cited_numbers,
+    resolve_citations,
+)
 from rag.context import PackedContext, TokenEstimator, pack
 from rag.embeddings import Embedder
 from rag.errors import (
@@ -48,19 +53,8 @@ MIN_CONTEXT_TOKENS = 64
 # A prompt count under half of kb's (high) estimate is no measure of the prompt: servers with a
 # prompt cache count only the tokens they evaluated. Such counts do not calibrate.
 UNCACHED_SHARE = 0.5
+SPEED_SAMPLE_TOKENS = 256  # shorter prompts time mostly the request, not the evaluation
 Message = dict[str, str]
-
-
-@dataclass
-class Citation:
-    n: int
-    source: str  # "path, p. 3, Heading"
-    path: str
-    abs_path: str
-    title: str
-    page: int | None
-    headings: list[str]
-    text: str
 
 
 @dataclass
@@ -74,7 +68,8 @@ class AnswerResult:
     model: str
     server: str = ""
     answer: str = ""
-    citations: list[Citation] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)  # written ones, then attributed
+    uncited_sentences: list[str] = field(default_factory=list)  # sentences no passage supports
     passages: list[dict[str, Any]] = field(default_factory=list)
     window: int = 0
     window_source: str | None = None  # trained, server, setting, learned or default
@@ -86,6 +81,8 @@ class AnswerResult:
     counted_by: str | None = None
     retrieval_ms: float = 0.0
     ttft_ms: float | None = None
+    prompt_tokens_per_s: float | None = None  # prompt evaluation speed of this answer
+    speed_capped: bool = False  # the context was cut to meet KB_FIRST_TOKEN_TARGET_S
     prompt_ms: float | None = None  # the server's own prompt-evaluation time, where it gives it
     total_ms: float = 0.0
     tokens_per_s: float | None = None
@@ -185,13 +182,15 @@ class Chain:
             smaller = self._learn_window(ref, err, window)
             packed, messages = self._prepare(result, passages, kept_history, smaller, estimator)
             result.repacked = True
+            result.window_source = "learned"
             result.notice = (
                 f"The server rejected the prompt as too long for its {smaller:,}-token window; "
                 "kb packed fewer passages and asked again."
-            )
+            )  # replaces a speed notice of the first packing: this one says more
             yield from self._generate(result, ref, messages, started)
         self._check_truncation(result, messages)
-        result.citations = resolve_citations(result.answer, packed)
+        cited = cite(result.answer, packed, result.question)
+        result.citations, result.uncited_sentences = cited.citations, cited.uncited_sentences
         result.total_ms = round((time.perf_counter() - started) * 1000, 1)
         yield result
 
@@ -205,6 +204,15 @@ class Chain:
     ) -> tuple[PackedContext, list[Message]]:
         """Pack the passages for `window` and fill the result's packing figures."""
         budget = self.context_budget(window, history, result.question, estimator)
+        cap = self.first_token_cap(result.model, history, result.question, estimator)
+        result.speed_capped = cap is not None and cap < budget
+        if cap is not None and result.speed_capped:
+            budget = max(cap, MIN_CONTEXT_TOKENS)
+            result.notice = (
+                f"The passages were cut to about {budget:,} tokens so that the first token comes "
+                f"within {self.settings.first_token_target_s:g} s at this model's measured "
+                "prompt speed (KB_FIRST_TOKEN_TARGET_S)."
+            )
         packed = pack(passages, budget, estimator)
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -253,18 +261,36 @@ class Chain:
     def context_budget(
         self, window: int, history: list[Message], question: str, estimator: TokenEstimator
     ) -> int:
-        """Window − system prompt − kept history − question − answer − safety margin."""
-        fixed = estimator.messages(
+        """Window − system prompt − kept history − question − answer − safety margin, at most
+        `KB_CONTEXT_TOKENS`; in estimated tokens."""
+        fixed = self._fixed_tokens(history, question, estimator)
+        room = window - fixed - self.answer_tokens(window) - self.settings.safety_margin
+        if self.settings.context_tokens is not None:
+            room = min(room, self.settings.context_tokens)
+        return max(room, MIN_CONTEXT_TOKENS)
+
+    def first_token_cap(
+        self, model: str, history: list[Message], question: str, estimator: TokenEstimator
+    ) -> int | None:
+        """The most passage tokens this model can read before `KB_FIRST_TOKEN_TARGET_S` runs
+        out, at the prompt-evaluation speed measured on its earlier answers (tokens/s); None
+        before a speed is known or without a target."""
+        target = self.settings.first_token_target_s
+        speed = self.calibration.get(model).prompt_tokens_per_s
+        if not target or not speed:
+            return None
+        return int(speed * target) - self._fixed_tokens(history, question, estimator)
+
+    @staticmethod
+    def _fixed_tokens(history: list[Message], question: str, estimator: TokenEstimator) -> int:
+        """Estimated tokens of everything but the passages: system prompt, history, question."""
+        return estimator.messages(
             [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 *history,
                 {"role": "user", "content": user_message("", question)},
             ]
         )
-        room = window - fixed - self.answer_tokens(window) - self.settings.safety_margin
-        if self.settings.context_tokens is not None:
-            room = min(room, self.settings.context_tokens)
-        return max(room, MIN_CONTEXT_TOKENS)
 
     def standalone_query(
         self, question: str, history: list[Message], model: ModelRef | str, window: int
@@ -297,11 +323,15 @@ class Chain:
         events = backend.chat(
             ref.name, messages, window=result.window, max_tokens=result.max_tokens
         )
+        sent = time.perf_counter()  # the request goes out at the first `next`
+        first_token_s: float | None = None
         try:
             for event in events:
                 if isinstance(event, TextDelta):
                     if result.ttft_ms is None:
-                        result.ttft_ms = round((time.perf_counter() - started) * 1000, 1)
+                        now = time.perf_counter()
+                        result.ttft_ms = round((now - started) * 1000, 1)
+                        first_token_s = now - sent
                     parts.append(event.text)
                     yield event.text
                 else:
@@ -314,6 +344,20 @@ class Chain:
         finally:
             events.close()
         result.answer = "".join(parts)
+        self._record_speed(result, first_token_s)
+
+    def _record_speed(self, result: AnswerResult, first_token_s: float | None) -> None:
+        """Keep the model's prompt-evaluation speed: the server's own timing where it gives one
+        (Ollama, llama.cpp), else prompt tokens over the time to the first token, from prompts
+        long enough for the time to be mostly prompt evaluation."""
+        speed = result.prompt_tokens_per_s
+        tokens = result.prompt_tokens
+        whole = tokens is not None and tokens >= UNCACHED_SHARE * result.prompt_tokens_estimate
+        if speed is None and first_token_s and tokens and whole and tokens >= SPEED_SAMPLE_TOKENS:
+            speed = round(tokens / first_token_s, 1)
+        if speed:
+            result.prompt_tokens_per_s = speed
+            self.calibration.record_speed(result.model, speed)
 
     def _check_truncation(self, result: AnswerResult, messages: list[Message]) -> None:
         if result.prompt_tokens is None or result.partial or result.counted_by != "server":
@@ -349,6 +393,7 @@ def _read_usage(result: AnswerResult, usage: Usage) -> None:
     result.prompt_ms = usage.prompt_ms
     result.finish_reason = usage.finish_reason
     result.tokens_per_s = usage.output_tokens_per_s
+    result.prompt_tokens_per_s = usage.prompt_tokens_per_s
     result.truncated = filled_window(usage)
 
 
@@ -365,41 +410,6 @@ def trim_history(history: list[Message], budget: int, estimator: TokenEstimator)
     while kept and kept[0]["role"] != "user":
         kept.pop(0)  # never start with an answer whose question was dropped
     return kept
-
-
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-
-
-def cited_numbers(answer: str) -> list[int]:
-    """Numbers cited as [1], [2][3] or [1, 2], in order of first appearance."""
-    numbers: list[int] = []
-    for match in _CITATION.finditer(answer):
-        for part in match.group(1).split(","):
-            number = int(part)
-            if number not in numbers:
-                numbers.append(number)
-    return numbers
-
-
-def resolve_citations(answer: str, packed: PackedContext) -> list[Citation]:
-    """Citations of numbers that exist in the packed context; others are dropped."""
-    citations = []
-    for number in cited_numbers(answer):
-        if 1 <= number <= len(packed.passages):
-            passage = packed.passages[number - 1]
-            citations.append(
-                Citation(
-                    n=number,
-                    source=passage.source_label(),
-                    path=passage.path,
-                    abs_path=passage.abs_path,
-                    title=passage.title,
-                    page=passage.page,
-                    headings=passage.headings,
-                    text=passage.text,
-                )
-            )
-    return citations
 
 
 def passage_record(number: int, passage: Passage) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.errors import EXIT_ERROR, run_reporting_errors
+from rag.errors import EXIT_ERROR, ServerUnreachableError, run_reporting_errors
 from rag.models import list_model_facts, model_row
 from rag.retrieve import SearchFilters
 from rag.service import Services, build_services
@@ -105,17 +105,18 @@ def run_ask(args: argparse.Namespace, services: Services) -> int:
         filters = search_filters(args)
         if args.search:
             return _print_search(chain.search(args.question, filters), args.json)
-        if not services.models.is_reachable():
+        result = None
+        try:
+            for event in chain.stream(args.question, args.model, filters=filters):
+                if isinstance(event, AnswerResult):
+                    result = event
+                elif not args.json:
+                    print(event, end="", flush=True)
+        except ServerUnreachableError as err:
             # No model to answer, but the passages can still be found.
-            print(services.models.unreachable_message(), file=sys.stderr)
+            print(err, file=sys.stderr)
             _print_search(chain.search(args.question, filters), args.json)
             return EXIT_ERROR
-        result = None
-        for event in chain.stream(args.question, args.model, filters=filters):
-            if isinstance(event, AnswerResult):
-                result = event
-            elif not args.json:
-                print(event, end="", flush=True)
     assert result is not None
     if args.json:
         print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
@@ -145,20 +146,52 @@ def _print_answer_footer(result: Any) -> None:
               file=sys.stderr)  # fmt: skip
     if result.notice:
         print(f"Note: {result.notice}", file=sys.stderr)
-    for citation in result.citations:
-        print(f"[{citation.n}] {citation.source}")
+    if result.finish_reason == "length":
+        print(f"Note: the answer reached its limit of {result.max_tokens:,} tokens and stopped "
+              "(KB_ANSWER_TOKENS).", file=sys.stderr)  # fmt: skip
+    for line in citation_lines(result):
+        print(line)
     print(f"({answer_figures(result)})")
+
+
+CITATION_KINDS = {"written": "cited by the model", "attributed": "attributed by kb"}
+
+
+def citation_lines(result: Any) -> list[str]:
+    """`[n] source (cited by the model)` or `(attributed by kb: "sentence")` per citation, then
+    each sentence that no passage supports."""
+    lines = []
+    for citation in result.citations:
+        how = CITATION_KINDS.get(citation.kind, citation.kind)
+        if citation.kind == "attributed" and citation.sentences:
+            how += f': "{_short(citation.sentences[0])}"'
+        if citation.replaces:
+            how += f"; the model cited {_numbers(citation.replaces)}, which does not back it"
+        lines.append(f"[{citation.n}] {citation.source} ({how})")
+    for sentence in result.uncited_sentences:
+        lines.append(f'Uncited, no passage supports it: "{_short(sentence)}"')
+    return lines
+
+
+def _numbers(numbers: list[int]) -> str:
+    return "".join(f"[{n}]" for n in numbers)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def answer_figures(result: Any) -> str:
     """The model and how the answer was made, in one line of plain words."""
     speed = f", {result.tokens_per_s:.1f} tokens/s" if result.tokens_per_s else ""
-    first = f", first token {result.ttft_ms:.0f} ms" if result.ttft_ms is not None else ""
+    first = f", first token {result.ttft_ms:,.0f} ms" if result.ttft_ms is not None else ""
+    search = f" (search {result.retrieval_ms:,.0f} ms)" if first else ""
     counted = "" if result.counted_by in (None, "server") else f" ({result.counted_by})"
     prompt = f"{result.prompt_tokens:,}" if result.prompt_tokens is not None else "?"
     return (
         f"{result.model}: passages {result.context_tokens:,} of a {result.window:,}-token "
-        f"window, prompt tokens {prompt}{counted}{first}{speed}"
+        f"window, prompt tokens {prompt}{counted}{first}{search}{speed}"
     )
 
 
@@ -189,34 +222,52 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+MODEL_COLUMNS = (  # header, row key
+    ("model", "name"), ("server", "server"), ("family", "family"),
+    ("params", "parameter_size"), ("quant", "quantization"), ("trained ctx", "context_length"),
+    ("window", "effective_window"), ("window from", "window_source"), ("KV MiB", "kv_cache_mib"),
+    ("license", "license"),
+)  # fmt: skip
+
+
 def _print_models_table(
     rows: list[dict[str, Any]], settings: Settings, reachable: dict[str, bool]
 ) -> None:
+    """A table on a terminal; tab-separated lines with a header when piped (for scripts)."""
+    default = _default_id(rows, settings.model)
+    down = [name for name, up in reachable.items() if not up]
+    if not sys.stdout.isatty():
+        print("\t".join(["id", *(header for header, _ in MODEL_COLUMNS), "default"]))
+        for row in rows:
+            cells = [row["id"], *(_model_cell(row, key) for _, key in MODEL_COLUMNS)]
+            cells.append("*" if row["id"] == default else "")
+            print("\t".join(plain_text(cell) for cell in cells))
+        return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    down = [name for name, up in reachable.items() if not up]
     caption = "* the default model" + (f"; not reachable: {', '.join(down)}" if down else "")
     table = Table(title="Models", title_justify="left", caption=escape(caption))
-    for header in ("model", "server"):
-        table.add_column(header, no_wrap=True)
-    for header in ("family", "params", "quant"):
-        table.add_column(header)
-    for header in ("trained ctx", "window", "KV MiB"):
-        table.add_column(header, justify="right")
-    table.add_column("window from")
-    table.add_column("license")
-    default = _default_id(rows, settings.model)
+    for header, key in MODEL_COLUMNS:
+        numeric = key in ("context_length", "effective_window", "kv_cache_mib")
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        name = escape(row["name"]) + (" *" if row["id"] == default else "")
-        family = escape(_shown(row["family"])) if row["pulled"] else "[dim]not found[/dim]"
-        cells = [row[k] for k in ("parameter_size", "quantization", "context_length")]
-        cells += [row["effective_window"], row["kv_cache_mib"], row["window_source"]]
-        cells += [row["license"]]
-        server = escape(row["server"] or "-")
-        table.add_row(name, server, family, *(escape(_shown(c)) for c in cells))
+        cells = [escape(_model_cell(row, key)) for _, key in MODEL_COLUMNS]
+        cells[0] += " *" if row["id"] == default else ""
+        table.add_row(*cells)
     Console().print(table)
+
+
+def _model_cell(row: dict[str, Any], key: str) -> str:
+    if key == "family" and not row["pulled"]:
+        return "not found"
+    return _shown(row[key] or None) if key == "server" else _shown(row[key])
+
+
+def plain_text(text: str) -> str:
+    """One cell of tab-separated output: no tabs or line breaks inside."""
+    return " ".join(text.split())
 
 
 def _default_id(rows: list[dict[str, Any]], model: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
+)
+from pydantic_settings import (
+    SettingsError as PydanticSettingsError,
 )
 
 from rag.errors import SettingsError
@@ -80,6 +84,11 @@ class Settings(BaseSettings):
     embed_model: str = Field(DEFAULT_EMBED_MODEL, min_length=1)
     embed_device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     embed_batch_size: int = Field(16, ge=1, le=4096)
+    embed_backend: str = Field(
+        "auto",
+        pattern=r"^(auto|torch|onnx|onnx-int8)$",
+        description="auto (onnx-int8 on a CPU, torch on a GPU), torch, onnx or onnx-int8.",
+    )
     chunk_size: int = Field(64, ge=16, le=8192, description="Tokens of the embedding model.")
     chunk_overlap: int = Field(0, ge=0, le=4096)
     max_file_mb: float = Field(50.0, gt=0)
@@ -87,6 +96,9 @@ class Settings(BaseSettings):
     # -- models --
     ollama_host: str = Field(
         "http://localhost:11434", min_length=1, validation_alias=_upstream("ollama_host")
+    )
+    ollama_enabled: bool = Field(
+        True, description="Offer Ollama's models; false for OpenAI-compatible servers only."
     )
     ollama_hosts: CommaList = Field(
         default_factory=list, description="Several Ollama hosts; requests are spread across them."
@@ -120,13 +132,20 @@ class Settings(BaseSettings):
     context_tokens: int | None = Field(
         None, ge=64, description="Fixed context budget; unset = sized to the model's window."
     )
+    first_token_target_s: float | None = Field(
+        15.0, gt=0, description="Cap the context so a model's first token comes within this "
+        "many seconds at its measured prompt speed; unset = no cap.",
+    )
 
     # -- app and data --
     data_dir: Path = Field(Path("data"), description="Calibration, marks and evaluation runs.")
     upload_max_mb: float = Field(25.0, gt=0)
     app_password: SecretStr | None = None
 
-    @field_validator("openai_base_url", "openai_api_key", "openai_name", mode="before")
+    @field_validator(
+        "openai_base_url", "openai_api_key", "openai_name", "context_tokens",
+        "first_token_target_s", mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # compose passes `${OPENAI_BASE_URL:-}`: an empty variable means "not set"
@@ -222,8 +241,26 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as err:
         raise SettingsError(_describe(err)) from None
+    except PydanticSettingsError as err:  # a variable that should hold JSON does not
+        raise SettingsError(_describe_unparsable(err)) from None
     except (OSError, ValueError) as err:  # an unreadable or malformed kb.toml
         raise SettingsError(f"Could not read the settings file: {err}.") from None
+
+
+def _describe_unparsable(err: Exception) -> str:
+    found = re.search(r'field "(\w+)"', str(err))
+    field = found.group(1) if found else "?"
+    return (
+        f"Setting {env_name(field)} could not be read: it must be JSON, e.g. "
+        f"{_JSON_EXAMPLES.get(field, '{}')}."
+    )
+
+
+_JSON_EXAMPLES = {
+    "openai_servers": '[{"name": "vllm", "url": "http://127.0.0.1:8000/v1"}]',
+    "context_caps": '{"llama3.2": 8192}',
+    "context_windows": '{"smollm2": 4096}',
+}
 
 
 def _describe(err: ValidationError) -> str:
@@ -236,5 +273,5 @@ def _describe(err: ValidationError) -> str:
     inner = [str(part) for part in first["loc"][1:] if isinstance(part, str)]
     where = f" ({'.'.join(inner)})" if inner else ""
     return (
-        f"Setting {env_name(field)} is invalid{shown}{where}: {reason[0].lower()}{reason[1:]}."
+        f"Setting {env_name(field)} is invalid{where}{shown}: {reason[0].lower()}{reason[1:]}."
     )

@@ -19,7 +19,14 @@ from eval.fake_ollama import FakeOllama, unused_loopback_url
 from ingest.pipeline import ingest
 from rag import cli
 from rag.calibration import Calibration
-from rag.chain import AnswerResult, Chain, cited_numbers, resolve_citations, trim_history
+from rag.chain import (
+    MIN_CONTEXT_TOKENS,
+    AnswerResult,
+    Chain,
+    cited_numbers,
+    resolve_citations,
+    trim_history,
+)
 from rag.context import PackedContext, TokenEstimator
 from rag.errors import (
     EmptyKnowledgeBaseError,
@@ -281,6 +288,19 @@ def test_cli_ask_json_has_every_field(
     assert data["citations"][0]["path"] == "kitchen.md"
 
 
+def test_cli_ask_footer_says_how_each_citation_was_made(
+    kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, kb)
+    assert cli.main(["ask", "Who bakes rye bread on Fridays?"]) == 0
+
+    out = capsys.readouterr().out
+    assert any(
+        line.startswith("[") and "kitchen.md" in line and line.endswith("(cited by the model)")
+        for line in out.splitlines()
+    ), out
+
+
 def test_cli_errors_are_one_line_without_traceback(
     kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -425,7 +445,7 @@ def test_a_rejected_prompt_is_packed_for_the_stated_window_and_sent_once_more(
         second = chain.ask("Who is the harbour master of Lisvik?", model="fake-echo@fake")
 
     assert [call.window for call in fake_model.calls[:2]] == [2048, 700]
-    assert first.repacked and first.window == 700 and first.window_source == "default"
+    assert first.repacked and first.window == 700 and first.window_source == "learned"
     assert first.notice and "700-token window" in first.notice
     assert first.citations and first.citations[0].path == "harbour.md"
     # Remembered: the next question is packed for the learned window at once.
@@ -449,3 +469,27 @@ def test_output_piped_into_a_reader_that_quits_ends_quietly(
     )
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "status 141"
+
+
+def test_the_first_token_target_caps_the_context_on_a_slow_model(
+    kb: Settings, embedder: Any, fake_ollama: FakeOllama
+) -> None:
+    question = "Who is the harbour master of Lisvik?"
+    free = kb.model_copy(update={"first_token_target_s": None})
+    uncapped = ask(free, embedder, question)
+    slow = kb.model_copy(update={"first_token_target_s": 8.0})
+    for _ in range(40):  # measured again and again: 60 prompt tokens/s
+        Calibration(kb.data_dir).record_speed(f"{kb.model}@ollama", 60.0)
+    capped = ask(slow, embedder, question)
+    assert capped.speed_capped and not uncapped.speed_capped
+    assert capped.notice is not None and "KB_FIRST_TOKEN_TARGET_S" in capped.notice
+    fixed = capped.prompt_tokens_estimate - capped.context_tokens
+    assert capped.context_tokens <= max(MIN_CONTEXT_TOKENS, 8.0 * 60 - fixed)
+    assert capped.context_tokens < uncapped.context_tokens
+    # The fake evaluates prompts fast (its server timings): the next answer is not capped.
+    assert capped.prompt_tokens_per_s is not None and capped.prompt_tokens_per_s > 1000
+    assert not ask(slow, embedder, "Who is the harbour master of Lisvik?").speed_capped
+    # Without a target nothing is capped, however slow.
+    for _ in range(40):
+        Calibration(kb.data_dir).record_speed(f"{kb.model}@ollama", 1.0)
+    assert not ask(free, embedder, question).speed_capped
