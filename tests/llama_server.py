@@ -70,6 +70,16 @@ class LlamaServer:
                 self.process.wait()
 
 
+def logged(server: LlamaServer, text: str, within_s: float = 10.0) -> bool:
+    """Whether the server's log shows `text` within `within_s` (it writes with a lag)."""
+    deadline = time.monotonic() + within_s
+    while text not in server.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def require_llama_server() -> Path:
     """The GGUF file to serve; skips the test (fails it under CI) when the file or the
     server's packages are missing."""

@@ -6,7 +6,6 @@ so that a new llama-cpp-python that changes them shows up here."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +18,11 @@ from rag.llm.base import TextDelta, Usage, collect_text
 from rag.llm.openai_compat import OpenAICompatBackend
 from rag.models import CONSERVATIVE_WINDOW, window_facts
 from rag.settings import OpenAIServer, Settings
-from tests.llama_server import LlamaServer, llama_server_factory  # noqa: F401  (a fixture)
+from tests.llama_server import (  # llama_server_factory is a fixture
+    LlamaServer,
+    llama_server_factory,  # noqa: F401
+    logged,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,16 +82,6 @@ def sse_events(response: httpx.Response) -> list[Any]:
             data = line.removeprefix("data:").strip()
             events.append(data if data == "[DONE]" else json.loads(data))
     return events
-
-
-def logged(server: LlamaServer, text: str, within_s: float = 10.0) -> bool:
-    """Whether the server's log shows `text` within `within_s` (it writes with a lag)."""
-    deadline = time.monotonic() + within_s
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 # -- the server's own behaviour, by plain HTTP --------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,11 @@ from rag.errors import KBError
 from rag.models import CONSERVATIVE_WINDOW
 from rag.service import Services, build_services
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
-from tests.llama_server import LlamaServer, llama_server_factory  # noqa: F401  (a fixture)
+from tests.llama_server import (  # llama_server_factory is a fixture
+    LlamaServer,
+    llama_server_factory,  # noqa: F401
+    logged,
+)
 from ui.parallel import stream_side_by_side
 
 pytestmark = pytest.mark.slow
@@ -190,16 +193,6 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return requests
 
 
-def logged(server: LlamaServer, text: str, within_s: float = 10.0) -> bool:
-    """Whether the server's log shows `text` within `within_s` (it writes with a lag)."""
-    deadline = time.monotonic() + within_s
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, server: LlamaServer) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("KB_OPENAI_NAME", SERVER)
@@ -335,19 +328,6 @@ def test_compare_lanes_real_model_beside_a_fake_ollama_model(
 # -- 3. the judge ---------------------------------------------------------------------------------
 
 
-def bounded_as_enum(schema: dict[str, Any]) -> dict[str, Any]:
-    """The judge's schema with each score's 1-5 bounds written as an enum: llama.cpp's JSON
-    grammar enforces `enum` and ignores `minimum`/`maximum`, so a reply to this schema is also
-    valid against the judge's own."""
-    properties = {
-        name: {"type": "integer", "enum": list(range(spec["minimum"], spec["maximum"] + 1))}
-        if spec.get("type") == "integer"
-        else spec
-        for name, spec in schema["properties"].items()
-    }
-    return {**schema, "properties": properties}
-
-
 def test_judge_structured_json_from_the_real_model(
     harbour_kb: Settings,
     llama_server: LlamaServer,
@@ -365,7 +345,7 @@ def test_judge_structured_json_from_the_real_model(
     reply = services.models.structured(
         judge,
         judge_messages(ITEM, answer, passages),
-        bounded_as_enum(JUDGE_SCHEMA),
+        JUDGE_SCHEMA,  # scores as an enum: llama.cpp's grammar enforces it
         window=CONSERVATIVE_WINDOW,
         max_tokens=JUDGE_ANSWER_TOKENS,
     )
