@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rag.errors import KBError, ModelNotFoundError, ServerUnreachableError
@@ -63,11 +64,18 @@ class ModelHub:
             ) from None
 
     def reachability(self) -> dict[str, bool]:
-        return {name: backend.is_reachable() for name, backend in self.backends.items()}
+        """Whether each server answers, asked of all at once (a remote server that is down
+        costs its probe timeout once, not once per server before it)."""
+        backends = list(self.backends.values())
+        if len(backends) == 1:
+            return {backends[0].name: backends[0].is_reachable()}
+        with ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="kb-probe") as pool:
+            answers = list(pool.map(lambda backend: backend.is_reachable(), backends))
+        return dict(zip(self.backends, answers, strict=True))
 
     def is_reachable(self) -> bool:
         """True when at least one server answers."""
-        return any(backend.is_reachable() for backend in self.backends.values())
+        return any(self.reachability().values())
 
     def unreachable_message(self) -> str:
         """One sentence for when no server answers, with the configuration hint if any."""
