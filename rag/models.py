@@ -78,11 +78,6 @@ def kv_cache_mib(facts: ModelFacts, window: int) -> float | None:
     return per_layer * facts.block_count * F16_BYTES * window / MIB
 
 
-def canonical_model_name(name: str) -> str:
-    """Ollama's full name: `llama3.2` is `llama3.2:latest`."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
 FACTS_MAX_AGE_S = 60.0
 
 
@@ -129,9 +124,10 @@ def _facts_of(models: ModelHub, ref: ModelRef, listed: list) -> ModelFacts:
 def model_row(facts: ModelFacts, settings: Settings, learned: int | None = None) -> dict[str, Any]:
     """One model as plain data: its facts (with `id`, `name@server`) plus the window kb uses,
     where that window comes from, and the KV cache it costs in MiB."""
+    window = None
     if facts.pulled:
         facts = window_facts(facts, settings, learned)
-    window = effective_window(facts, settings, learned) if facts.pulled else None
+        window = effective_window(facts, settings)  # the window is settled: only the cap is left
     kv = kv_cache_mib(facts, window) if window is not None else None
     return {
         "id": facts.id,
