@@ -39,6 +39,7 @@ from rag.llm.hub import ModelHub
 from rag.retrieve import RetrievalParams, SearchFilters
 from rag.service import Services
 from rag.settings import Settings
+from rag.store import Store
 
 ProgressHook = Callable[[int, int], None]  # (answers done, answers in all)
 RECORDED_SETTINGS = (
@@ -116,8 +117,14 @@ def run_answers(
     on_progress: ProgressHook | None = None,
     on_ingest: IngestHook | None = None,
     notify: Notify | None = None,
+    budgets: Sequence[int | None] = (),
 ) -> Path:
     """Run the eval and write its folder (see `eval/report.py`); returns the folder.
+
+    With `budgets` (passage tokens per answer, None for the whole window), each model runs
+    once per budget, as lanes labelled `model · 500 tokens`; see `lanes_for`. The questions
+    are interleaved across lanes (each question asked of every lane before the next), so
+    drift in the machine's load falls on every lane alike.
 
     `models` and `judge` are model ids or bare names. The store is `services.open_store()` (in
     the app, the store it shares). Skipped models and an unusable judge are told to `notify`,
@@ -142,14 +149,15 @@ def run_answers(
         if (note := failed_files_note(ingested)) is not None:
             say(note)
         meta = _run_meta(settings, dataset, items, check, judge_model, params, whole_store)
+        meta["budgets"] = [budget_label(b) for b in budgets]
         meta["servers"] = services.models.describe()
         meta["ingest"] = ingested.as_json()
         _create(folder)
         _write_meta(folder, meta)
-        chain = services.chain(store, params)
-        asker = _Asker(chain, scope_filter(eval_set.docs_dir, whole_store), judge_model)
+        lanes = lanes_for(services, store, params, check.available, budgets)
+        asker = _Asker(services.models, scope_filter(eval_set.docs_dir, whole_store), judge_model)
         with (folder / RESULTS_FILE).open("w", encoding="utf-8") as results:
-            meta["skipped"] += asker.run_all(check.available, items, results, on_progress, say)
+            meta["skipped"] += asker.run_all(lanes, items, results, on_progress, say)
     meta["finished_at"] = datetime.now().isoformat(timespec="seconds")
     _write_meta(folder, meta)
     write_outputs(folder)
@@ -211,66 +219,109 @@ def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     (folder / RUN_FILE).write_text(text, encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class Lane:
+    """One column of the report: a model (id) asked through its own chain, at one budget."""
+
+    label: str  # the model id, or `model · 500 tokens` in a budget sweep
+    model: str
+    chain: Chain
+
+
+def budget_label(budget: int | None) -> str:
+    return "whole window" if budget is None else f"{budget:,} tokens"
+
+
+def lanes_for(
+    services: Services,
+    store: Store,
+    params: RetrievalParams | None,
+    models: Sequence[str],
+    budgets: Sequence[int | None],
+) -> list[Lane]:
+    """One lane per model, or per model and budget. In a budget sweep each lane packs at most
+    its budget (`KB_CONTEXT_TOKENS`; None: what the window leaves) and the first-token target
+    (`KB_FIRST_TOKEN_TARGET_S`) is off, so that no lane is capped by another's speed."""
+    if not budgets:
+        chain = services.chain(store, params)
+        return [Lane(model, model, chain) for model in models]
+    lanes = []
+    for budget in budgets:
+        settings = services.settings.model_copy(
+            update={"context_tokens": budget, "first_token_target_s": None}
+        )
+        chain = Chain(
+            settings, store, services.embedder, services.models, params, services.calibration
+        )
+        lanes += [Lane(f"{m} · {budget_label(budget)}", m, chain) for m in models]
+    return lanes
+
+
 class _Asker:
-    """Asks the questions, one model after the other, and appends each record."""
+    """Asks every question of every lane, question by question, and appends each record."""
 
     def __init__(
-        self, chain: Chain, filters: SearchFilters | None, judge: ServedModel | None
+        self, models: ModelHub, filters: SearchFilters | None, judge: ServedModel | None
     ) -> None:
-        self.chain = chain
+        self.models = models
         self.filters = filters
         self.judge = judge
 
     def run_all(
         self,
-        models: Sequence[str],
+        lanes: Sequence[Lane],
         items: Sequence[QAItem],
         results: IO[str],
         on_progress: ProgressHook | None,
         say: Notify,
     ) -> list[dict[str, str]]:
-        """Ask every item of every model (ids); returns the models skipped midway (removed
-        from their server, or the server stopped answering, during the run), each with one
-        sentence that was also said. Their answers before that stay in `results`."""
+        """Ask every item of every lane; returns the models skipped midway (removed from their
+        server, or the server stopped answering, during the run), each with one sentence that
+        was also said. Their answers before that stay in `results`."""
         skipped: list[dict[str, str]] = []
-        total, done = len(models) * len(items), 0
-        for number, model in enumerate(models, start=1):
-            try:
-                for item in items:
-                    row = self.ask(model, item)
+        active = list(lanes)
+        total, done = len(lanes) * len(items), 0
+        for asked, item in enumerate(items):
+            for lane in list(active):
+                try:
+                    row = self.ask(lane, item)
+                except (ModelNotFoundError, ServerUnreachableError) as err:
+                    reason = self._skip_reason(lane.model, err)
+                    skipped.append({"model": lane.label, "reason": reason})
+                    say(reason)
+                    active.remove(lane)
+                    done += len(items) - asked  # its remaining questions count as done
+                else:
                     results.write(json.dumps(row, ensure_ascii=False) + "\n")
                     results.flush()
                     done += 1
-                    if on_progress is not None:
-                        on_progress(done, total)
-            except (ModelNotFoundError, ServerUnreachableError) as err:
-                reason = self._skip_reason(model, err)
-                skipped.append({"model": model, "reason": reason})
-                say(reason)
-                done = number * len(items)
+                if on_progress is not None:
+                    on_progress(done, total)
         return skipped
 
     def _skip_reason(self, model: str, err: KBError) -> str:
         rest = "its remaining questions were skipped"
         if isinstance(err, ServerUnreachableError):
             return unreachable(model, rest)
-        return not_found(self.chain.models, model, rest)
+        return not_found(self.models, model, rest)
 
-    def ask(self, model: str, item: QAItem) -> dict[str, Any]:
-        """The record of one answer. A missing model or a server that stopped answering ends
-        the model's run (raised); any other `KBError` is recorded as an empty answer."""
+    def ask(self, lane: Lane, item: QAItem) -> dict[str, Any]:
+        """The record of one answer, under the lane's label (`model`) with the model's id
+        (`model_id`). A missing model or a server that stopped answering ends the lane
+        (raised); any other `KBError` is recorded as an empty answer."""
         started = time.perf_counter()
         try:
-            result = self.chain.ask(item.question, model, filters=self.filters)
+            result = lane.chain.ask(item.question, lane.model, filters=self.filters)
         except (ModelNotFoundError, ServerUnreachableError):
             raise
         except KBError as err:
-            return failed_row(item, model, str(err), time.perf_counter() - started)
-        row = result_row(item, model, result)
+            row = failed_row(item, lane.label, str(err), time.perf_counter() - started)
+            return {**row, "model_id": lane.model}
+        row = {**result_row(item, lane.label, result), "model_id": result.model}
         if self.judge is not None:
             texts = [passage["text"] for passage in result.passages]
             verdict = judge_answer(
-                self.chain.models, self.judge.id, self.judge.window, item, result.answer, texts
+                self.models, self.judge.id, self.judge.window, item, result.answer, texts
             )
             row["judge"] = asdict(verdict)
         return row

@@ -159,6 +159,11 @@ def _add_answers_command(subcommands: Any) -> None:
         "--out", type=Path, metavar="DIR",
         help="output folder (default KB_DATA_DIR/eval-runs/<timestamp>)",
     )  # fmt: skip
+    answers.add_argument(
+        "--budgets", type=_budget_list, default=(), metavar="500,1200,window",
+        help="run each model once per passage budget (tokens; `window`: all the window "
+        "leaves), questions interleaved across them; the first-token target is off",
+    )  # fmt: skip
     _add_retrieval_options(answers)
     answers.set_defaults(run=run_answers_command)
 
@@ -168,6 +173,22 @@ def _model_list(text: str) -> list[str]:
     if not models:
         raise KBError("--models needs at least one model, like llama3.2,mistral@ollama.")
     return models
+
+
+def _budget_list(text: str) -> list[int | None]:
+    """`500,1200,window` -> [500, 1200, None]; raises `argparse.ArgumentTypeError`."""
+    budgets: list[int | None] = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part == "window":
+            budgets.append(None)
+            continue
+        try:
+            budgets.append(_positive_int(part))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a budget; give token counts or `window`, like 500,1200,window."
+            ) from None
+    return list(dict.fromkeys(budgets))
 
 
 def run_answers_command(args: argparse.Namespace, services: Services) -> int:
@@ -184,7 +205,7 @@ def run_answers_command(args: argparse.Namespace, services: Services) -> int:
             services, args.dataset, _model_list(args.models), limit=args.limit,
             judge=args.judge, out=args.out, params=_params(args),
             whole_store=args.whole_store, on_progress=bar, on_ingest=ingest_bar,
-            notify=notify,
+            notify=notify, budgets=args.budgets,
         )  # fmt: skip
     print_answers_table(load_run(out))
     print(f"Report: {out / 'report.md'}")

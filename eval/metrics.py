@@ -381,6 +381,7 @@ class ModelSummary:
     attributed_precision: float | None = None  # attributed citations that cite a gold passage
     uncited_sentences: int = 0  # answer sentences no passage supports, all answers
     overruled: int = 0  # written numbers kb replaced: their passage did not back the sentence
+    ttft_p50_s: float | None = None  # median time to first token
 
 
 def summarize(records: Iterable[QuestionRecord]) -> dict[str, ModelSummary]:
@@ -430,7 +431,13 @@ def _summarize_model(model: str, rows: list[QuestionRecord]) -> ModelSummary:
         ),
         uncited_sentences=sum(row.uncited_sentences for row in rows),
         overruled=sum(row.citations_overruled for row in rows),
+        ttft_p50_s=_median(row.ttft_s for row in rows),
     )
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return percentile(present, 50) if present else None
 
 
 def _share(part: int, whole: int) -> float | None:

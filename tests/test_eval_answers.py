@@ -266,6 +266,27 @@ def test_a_tiny_context_budget_gives_lower_answer_and_retrieval_scores(
         assert float(bad[figure]) < float(good[figure]), figure
 
 
+def test_a_budget_sweep_runs_each_budget_as_a_lane_with_questions_interleaved(
+    make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    services = make_services(first_token_target_s=0.001)  # would cap every lane if left on
+    out = run_answers(
+        services, SAMPLE, MODELS[:1], limit=4, out=tmp_path / "run", budgets=[120, None]
+    )
+    rows = jsonl(out / "results.jsonl")
+    small, whole = f"{IDS[0]} · 120 tokens", f"{IDS[0]} · whole window"
+    assert [row["model"] for row in rows] == [small, whole] * 4
+    assert {row["model_id"] for row in rows} == {IDS[0]}
+    assert [row["item_id"] for row in rows][::2] == [row["item_id"] for row in rows][1::2]
+    by_lane = {lane: [r for r in rows if r["model"] == lane] for lane in (small, whole)}
+    assert all(r["context_tokens"] <= 120 for r in by_lane[small])
+    assert all(r["notice"] is None or "KB_FIRST_TOKEN_TARGET_S" not in r["notice"] for r in rows)
+    assert sum(r["context_tokens"] for r in by_lane[whole]) > 4 * 120
+    assert list(csv_rows(out / "summary.csv")) == [small, whole]
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["budgets"] == ["120 tokens", "whole window"]
+
+
 # -- models that are not there ------------------------------------------------------------
 
 
@@ -350,8 +371,8 @@ def test_models_on_two_servers_run_under_their_ids_and_a_bare_name_finds_its_ser
     wanted = ["fake-echo", "fake-mistral:7b", "fake-mistral:7b@ollama", "fake-phi3:3.8b"]
     out = run_answers(services, SAMPLE, wanted, limit=2, out=tmp_path / "run", notify=said.append)
     rows = jsonl(out / "results.jsonl")
-    assert [row["model"] for row in rows] == ["fake-echo@fake"] * 2 + ["fake-mistral:7b@ollama"] * 2
-    assert [row["server"] for row in rows] == ["fake", "fake", "ollama", "ollama"]
+    assert [row["model"] for row in rows] == ["fake-echo@fake", "fake-mistral:7b@ollama"] * 2
+    assert [row["server"] for row in rows] == ["fake", "ollama"] * 2
     asked = [call for call in fake_model.calls if call.schema is None]
     assert [call.model for call in asked] == ["fake-echo", "fake-echo"]
     assert {call.window for call in asked} == {8192}  # fake-echo's stated window
@@ -403,8 +424,10 @@ def test_a_model_lost_midway_is_skipped_in_one_sentence_and_the_others_run(
     )  # fmt: skip
     assert said == [expected]
     rows = jsonl(out / "results.jsonl")
+    # questions interleaved: each asked of every model before the next
     assert [row["model"] for row in rows] == ["fake-echo@fake"] + ["fake-mistral:7b@ollama"] * 3
-    assert progress == [(1, 6), (4, 6), (5, 6), (6, 6)]
+    assert [row["item_id"] for row in rows][:2] == [rows[0]["item_id"]] * 2
+    assert progress == [(1, 6), (2, 6), (4, 6), (5, 6), (6, 6)]
     meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert meta["skipped"] == [{"model": "fake-echo@fake", "reason": expected}]
     assert meta["finished_at"] and expected in (out / "report.md").read_text(encoding="utf-8")
