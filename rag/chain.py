@@ -39,7 +39,7 @@ from rag.errors import (
 from rag.llm.base import ModelFacts, ModelRef, TextDelta, Usage, collect_text
 from rag.llm.hub import ModelHub
 from rag.models import FACTS_MAX_AGE_S, effective_window, window_facts
-from rag.prompts import SYSTEM_PROMPT, rewrite_message, user_message
+from rag.prompts import answer_messages, rewrite_message
 from rag.retrieve import Passage, RetrievalParams, Retriever, SearchFilters
 from rag.settings import Settings
 from rag.store import Store
@@ -214,11 +214,7 @@ class Chain:
                 "prompt speed (KB_FIRST_TOKEN_TARGET_S)."
             )
         packed = pack(passages, budget, estimator)
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            *history,
-            {"role": "user", "content": user_message(packed.text, result.question)},
-        ]
+        messages = answer_messages(packed.text, result.question, history)
         result.window = window
         result.max_tokens = self.answer_tokens(window)
         result.passages = [passage_record(n, p) for n, p in enumerate(packed.passages, 1)]
@@ -245,12 +241,7 @@ class Chain:
     def _check_question_fits(
         self, question: str, window: int, estimator: TokenEstimator, ref: ModelRef
     ) -> None:
-        fixed = estimator.messages(
-            [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": user_message("", question)},
-            ]
-        )
+        fixed = estimator.messages(answer_messages("", question))
         if fixed + self.answer_tokens(window) + self.settings.safety_margin > window:
             raise QuestionTooLongError(
                 f"The question alone (about {estimator.estimate(question):,} tokens) does not fit "
@@ -284,13 +275,7 @@ class Chain:
     @staticmethod
     def _fixed_tokens(history: list[Message], question: str, estimator: TokenEstimator) -> int:
         """Estimated tokens of everything but the passages: system prompt, history, question."""
-        return estimator.messages(
-            [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                *history,
-                {"role": "user", "content": user_message("", question)},
-            ]
-        )
+        return estimator.messages(answer_messages("", question, history))
 
     def standalone_query(
         self, question: str, history: list[Message], model: ModelRef | str, window: int

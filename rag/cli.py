@@ -27,7 +27,7 @@ Command = Callable[[argparse.Namespace, Services], int]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m rag",
-        description="Ask the knowledge base and inspect the models of every configured server."
+        description="Ask the knowledge base and inspect the models of every configured server.",
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ask_command(subcommands)
@@ -44,8 +44,8 @@ def _add_ask_command(subcommands: Any) -> None:
     )
     ask.add_argument("question")
     ask.add_argument(
-        "--model", help="a model id (name@server) or name from `python -m rag models` "
-        "(default: KB_MODEL)"
+        "--model",
+        help="a model id (name@server) or name from `python -m rag models` (default: KB_MODEL)",
     )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--search", action="store_true", help="only retrieve; no model is asked")
@@ -202,8 +202,7 @@ def run_models(args: argparse.Namespace, services: Services) -> int:
     settings = services.settings
     learned = services.calibration.learned_window
     rows = [
-        model_row(f, settings, learned(f.id))
-        for f in list_model_facts(services.models, settings)
+        model_row(f, settings, learned(f.id)) for f in list_model_facts(services.models, settings)
     ]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -133,7 +133,9 @@ class Settings(BaseSettings):
         None, ge=64, description="Fixed context budget; unset = sized to the model's window."
     )
     first_token_target_s: float | None = Field(
-        15.0, gt=0, description="Cap the context so a model's first token comes within this "
+        15.0,
+        gt=0,
+        description="Cap the context so a model's first token comes within this "
         "many seconds at its measured prompt speed; unset = no cap.",
     )
 
@@ -143,8 +145,12 @@ class Settings(BaseSettings):
     app_password: SecretStr | None = None
 
     @field_validator(
-        "openai_base_url", "openai_api_key", "openai_name", "context_tokens",
-        "first_token_target_s", mode="before",
+        "openai_base_url",
+        "openai_api_key",
+        "openai_name",
+        "context_tokens",
+        "first_token_target_s",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -272,6 +278,4 @@ def _describe(err: ValidationError) -> str:
     reason = first["msg"].removeprefix("Value error, ")
     inner = [str(part) for part in first["loc"][1:] if isinstance(part, str)]
     where = f" ({'.'.join(inner)})" if inner else ""
-    return (
-        f"Setting {env_name(field)} is invalid{where}{shown}: {reason[0].lower()}{reason[1:]}."
-    )
+    return f"Setting {env_name(field)} is invalid{where}{shown}: {reason[0].lower()}{reason[1:]}."

@@ -16,7 +16,7 @@ from rag.chain import AnswerResult
 from rag.citations import ATTRIBUTED, WRITTEN, answer_sentences, cite, cited_numbers
 from rag.cli import citation_lines
 from rag.context import PackedContext, TokenEstimator, format_passage, neutralize, pack
-from rag.prompts import SYSTEM_PROMPT, block_nonce, user_message
+from rag.prompts import SYSTEM_PROMPT, answer_messages, block_nonce, user_message
 from rag.retrieve import Passage
 from rag.service import build_services
 from rag.settings import Settings
@@ -103,8 +103,14 @@ def test_neutralize_leaves_ordinary_text_alone() -> None:
     ]
 
 
-def test_the_system_prompt_shows_a_cited_example() -> None:
-    assert re.search(r"Answer: [^\n]+\[1\]\.", SYSTEM_PROMPT)
+def test_every_answer_request_opens_with_a_worked_example_citing_its_second_passage() -> None:
+    messages = answer_messages("[1] a.md\nThe pier has twelve berths.", "How many berths?")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == SYSTEM_PROMPT
+    example, answer = messages[1]["content"], messages[2]["content"]
+    assert re.search(r"^\[2\] ", example, re.MULTILINE) and answer.endswith("[2].")
+    # the example's block is closed by its own code, never the request's
+    assert "</passages-example>" in example and "passages-example" not in messages[3]["content"]
 
 
 def test_a_forged_passage_is_cited_as_the_document_it_came_from(

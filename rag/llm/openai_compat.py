@@ -196,7 +196,6 @@ class OpenAICompatBackend:
             self._facts[model] = (now, facts)
         return facts
 
-
     # -- chat --
 
     def chat(
