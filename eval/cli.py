@@ -113,6 +113,11 @@ def _add_retrieval_command(subcommands: Any) -> None:
         "row per budget (default KB_CONTEXT_TOKENS, else 1200)",
     )  # fmt: skip
     retrieval.add_argument("--json", type=Path, metavar="FILE", help="write figures and records")
+    retrieval.add_argument(
+        "--model", metavar="MODEL",
+        help="pack with the token estimate kb calibrated for this model id or name from its "
+        "server's counts (KB_DATA_DIR/calibration.json); default: the uncalibrated estimate",
+    )  # fmt: skip
     _add_retrieval_options(retrieval)
     retrieval.set_defaults(run=run_retrieval)
 
@@ -124,10 +129,15 @@ def run_retrieval(args: argparse.Namespace, services: Services) -> int:
     from ingest.progress import IngestProgress
 
     budgets = parse_budgets(args.budget, services.settings)
+    estimator = services.calibration.estimator(args.model) if args.model else None
+    if estimator is not None:
+        rate = estimator.chars_per_token
+        print(f"Token estimate for {args.model}: {rate:.2f} characters a token")
     with IngestProgress() as ingest_bar, Bar("retrieval") as bar:
         reports = evaluate_retrieval(
             services, args.dataset, budgets, args.limit, params=_params(args),
             whole_store=args.whole_store, on_progress=bar, on_ingest=ingest_bar,
+            estimator=estimator,
         )  # fmt: skip
     print_retrieval_table(reports)
     if args.json:

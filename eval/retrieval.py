@@ -2,7 +2,8 @@
 
 For every question this runs what `rag.chain.Chain` runs before it calls a model, on the store
 and embedder of `Services`: `Retriever(store, embedder, params).search(question)` and
-`rag.context.pack(passages, budget, TokenEstimator())` with the uncalibrated default estimator.
+`rag.context.pack(passages, budget, estimator)`, by default with the uncalibrated estimator
+(`TokenEstimator()`), or with the one kb calibrated for a model (`--model`).
 Several budgets cost one search per question: the same passages are packed once per budget.
 The figures per budget:
 
@@ -124,6 +125,7 @@ def evaluate_retrieval(
     whole_store: bool = False,
     on_progress: ProgressHook | None = None,
     on_ingest: IngestHook | None = None,
+    estimator: TokenEstimator | None = None,
 ) -> list[RetrievalReport]:
     """Ingest the eval set into `services`' store, retrieve once per question and pack at every
     budget (tokens); one report per budget, in the order given. No model is asked. Raises
@@ -134,7 +136,7 @@ def evaluate_retrieval(
         ingest_docs(services.settings, store, services.embedder, eval_set.docs_dir, on_ingest)
         retriever = Retriever(store, services.embedder, params)
         filters = scope_filter(eval_set.docs_dir, whole_store)
-        return score_items(retriever, items, budgets, filters, on_progress)
+        return score_items(retriever, items, budgets, filters, on_progress, estimator)
 
 
 def score_items(
@@ -143,9 +145,10 @@ def score_items(
     budgets: Sequence[int],
     filters: SearchFilters | None = None,
     on_progress: ProgressHook | None = None,
+    estimator: TokenEstimator | None = None,
 ) -> list[RetrievalReport]:
     reports = [RetrievalReport(budget) for budget in budgets]
-    estimator = TokenEstimator()
+    estimator = estimator or TokenEstimator()
     for done, item in enumerate(items, start=1):
         passages = retriever.search(item.question, filters)
         for report in reports:

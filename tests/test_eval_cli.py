@@ -112,6 +112,22 @@ def test_a_weaker_retrieval_setting_gives_a_lower_hit_rate(cli_env: Path) -> Non
     assert weak["mean_context_tokens"] < good["mean_context_tokens"]
 
 
+def test_a_models_calibrated_estimate_packs_more_text_into_the_same_budget(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag.calibration import SAFETY, Calibration
+
+    Calibration(cli_env / "data").record("fake-llama3:8b@ollama", 42_000, 10_000)  # 4.2 a token
+    base = ["retrieval", "--dataset", str(SAMPLE), "--budget", "400", "--json"]
+    assert main([*base, str(cli_env / "default.json")]) == 0
+    assert main([*base, str(cli_env / "model.json"), "--model", "fake-llama3:8b"]) == 0
+    assert f"{4.2 * SAFETY:.2f} characters a token" in capsys.readouterr().out
+    default = json.loads((cli_env / "default.json").read_text(encoding="utf-8"))
+    calibrated = json.loads((cli_env / "model.json").read_text(encoding="utf-8"))
+    assert calibrated["mean_context_chars"] > default["mean_context_chars"]
+    assert calibrated["mean_context_tokens"] <= 400
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
