@@ -22,14 +22,16 @@ contain the answer." Do not guess and do not use outside knowledge.
 # A worked example as a real exchange before the user's turn: small models copy the shape of
 # an earlier assistant turn far more often than they follow a rule in the system prompt. The
 # cited passage is the second, so the number is read, not copied; the facts are unlike any
-# document's (an earlier example's "12 euros" turned up in answers about prices).
-EXAMPLE_QUESTION = "When should the tomato beds be watered in July?"
+# document's (an earlier example's "12 euros" and "9 am" turned up in answers), and the answer
+# is a whole sentence restating the question (a two-word example answer was copied verbatim
+# by Qwen2.5-Coder-0.5B: "In July [1]." for an opening date).
+EXAMPLE_QUESTION = "How often are the tomato beds watered in July?"
 EXAMPLE_PASSAGES = """[1] garden-guide.md
 Tomatoes need six hours of sun a day.
 
 [2] watering-plan.md
 In July the tomato beds are watered every morning before eight."""
-EXAMPLE_ANSWER = "Every morning before eight [2]."
+EXAMPLE_ANSWER = "In July the tomato beds are watered every morning before eight [2]."
 
 NO_PASSAGES_NOTE = "(no passages were found for this question)"
 NONCE_CHARS = 8  # hex digits: a document cannot guess the tags of the request it lands in
