@@ -60,7 +60,7 @@ def vega_charts(app: AppTest) -> list[tuple[str, list[dict[str, Any]]]]:
     for node in walk(app._tree):
         if getattr(node, "type", None) == "vega_lite_chart":
             rows = pa.ipc.open_stream(node.proto.data.data).read_pandas().to_dict("records")
-            charts.append((json.loads(node.proto.spec)["title"], rows))
+            charts.append((json.loads(node.proto.spec)["description"], rows))
     return charts
 
 

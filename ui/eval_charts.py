@@ -41,7 +41,7 @@ def share_chart(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not rows:
         return None
     return {
-        "title": SHARE_CHART_TITLE,
+        "description": SHARE_CHART_TITLE,
         "data": {"values": rows},
         "mark": {"type": "bar", "tooltip": True},
         "encoding": {
@@ -68,7 +68,7 @@ def scatter_chart(summary: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not rows:
         return None
     return {
-        "title": SCATTER_TITLE,
+        "description": SCATTER_TITLE,
         "data": {"values": rows},
         "mark": {"type": "point", "filled": True, "size": 120, "tooltip": True},
         "encoding": {
@@ -94,4 +94,6 @@ def show_charts(summary: list[dict[str, Any]]) -> None:
 
     for spec in (scatter_chart(summary), share_chart(summary)):
         if spec is not None:
+            # the heading outside the chart: Vega-Lite's own title is drawn over what is above
+            st.markdown(f"**{spec['description']}**")
             st.vega_lite_chart(spec, width="stretch")
