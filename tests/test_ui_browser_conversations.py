@@ -1,12 +1,14 @@
 """Conversations, the password and charts in a real browser (`streamlit run`, Debian's chromium,
 Playwright): a conversation reopens after a reload and exports as Markdown; a deep link behind
 the password lands on its page once unlocked, and the page says why a reload asks again; the
-Evaluation page draws its charts without any `/media/` address. Screenshots go to
-tests/artifacts/."""
+Evaluation page draws its charts without any `/media/` address; OIDC sign-in through
+Streamlit's `st.login` against a small provider on loopback survives a reload. Screenshots go
+to tests/artifacts/."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 
 from eval.fake_ollama import FakeOllama
 from rag.settings import load_settings
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OIDCProvider
 from tests.test_ui_browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -36,6 +39,7 @@ from tests.ui_helpers import (
     ingest_corpus,
     write_corpus,
 )
+from ui.conversations import owner_key
 
 PASSWORD = "correct horse"
 TIMEOUT_MS = 60_000
@@ -49,18 +53,20 @@ pytestmark = [
 
 
 @contextmanager
-def served(values: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`streamlit run ui/app.py` with these settings, on a free loopback port; its URL."""
-    port = free_port()
+def served(
+    values: dict[str, str], log_path: Path, port: int | None = None, site: Path = REPO
+) -> Iterator[str]:
+    """`streamlit run ui/app.py` with these settings, on a loopback port (a free one unless
+    given), started in `site` (whose `.streamlit/` Streamlit reads); its URL."""
+    port = port or free_port()
     command = [
-        sys.executable, "-m", "streamlit", "run", "ui/app.py",
+        sys.executable, "-m", "streamlit", "run", str(REPO / "ui" / "app.py"),
         "--server.headless", "true", "--server.port", str(port),
         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
+    environment = {**clean_environment(), **values, "PYTHONPATH": str(REPO)}
     with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            command, cwd=REPO, env={**clean_environment(), **values}, stdout=log, stderr=log
-        )
+        server = subprocess.Popen(command, cwd=site, env=environment, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(url, server)
@@ -184,3 +190,42 @@ def test_evaluation_charts_are_drawn_without_a_media_address(
         page.screenshot(path=str(ARTIFACTS / "evaluation-charts.png"))
     # Streamlit's own fonts are under /static/media/; a run's content would be under /media/
     assert not [r for r in requests if urlsplit(r).path.startswith("/media/")]
+
+
+def test_oidc_sign_in_against_a_loopback_provider_survives_a_reload(
+    app_values: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    site = tmp_path / "site"
+    (site / ".streamlit").mkdir(parents=True)
+    shutil.copy(REPO / ".streamlit" / "config.toml", site / ".streamlit" / "config.toml")
+    with OIDCProvider("alice", "Alice Example") as provider:
+        (site / ".streamlit" / "secrets.toml").write_text(
+            "[auth]\n"
+            f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+            'cookie_secret = "a-cookie-secret-for-the-sign-in-test-only"\n'
+            f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
+            f'server_metadata_url = "{provider.metadata_url}"\n',
+            encoding="utf-8",
+        )
+        log = tmp_path / "streamlit.log"
+        with served(app_values, log, port, site) as url, chromium_page() as page:
+            page.goto(url)
+            page.get_by_role("button", name="Sign in").click()
+            signed_in = page.get_by_text("Signed in as Alice Example")
+            signed_in.wait_for(timeout=TIMEOUT_MS)
+            assert provider.tokens_issued == 1
+            ask(page, LIGHTHOUSE_Q, LIGHTHOUSE_A)
+            page.wait_for_url("**/?c=*", timeout=TIMEOUT_MS)
+            page.reload()  # Streamlit's HttpOnly identity cookie keeps the user signed in
+            signed_in.wait_for(timeout=TIMEOUT_MS)
+            messages = page.get_by_test_id("stChatMessage")
+            messages.filter(has_text=LIGHTHOUSE_A).first.wait_for(timeout=TIMEOUT_MS)
+            assert provider.tokens_issued == 1  # not signed in again
+            cookies = page.context.cookies()
+            assert all(c["httpOnly"] for c in cookies if c["name"].startswith("_streamlit_user"))
+            shot(page, "oidc-signed-in.png")
+    owner = owner_key(provider.issuer, "alice")
+    folder = Path(app_values["KB_DATA_DIR"]) / "conversations"
+    assert [p.name for p in folder.iterdir()] == [owner]
+    assert len(list((folder / owner).glob("*.json"))) == 1
