@@ -63,7 +63,11 @@ def reopen_from_address(settings: Settings, turns_key: str) -> None:
     """After a reload (a new session), open the conversation the address names, if it is
     this user's; an id that names none is dropped from the address with a note."""
     wanted = st.query_params.get(ADDRESS_KEY)
-    if not wanted or st.session_state.get(CURRENT) == wanted:
+    current = st.session_state.get(CURRENT)
+    if not wanted and current:
+        st.query_params[ADDRESS_KEY] = current  # back from another page: name it again
+        return
+    if not wanted or current == wanted:
         return
     conversation = conversation_store(settings).load(wanted) if valid_id(wanted) else None
     if conversation is None:

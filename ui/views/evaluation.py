@@ -74,7 +74,7 @@ def run_evaluation(settings: Settings, request: dict[str, Any]) -> Path | None:
 
     try:
         return run_answers(
-            ready_services(settings),  # its store is the app's shared one
+            ready_services(settings),  # models and embedder; the store: the evaluation one
             request["dataset"],
             request["models"],
             request["limit"],
