@@ -27,7 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from eval.corpus import IngestHook, failed_files_note, ingest_docs, scope_filter, select_items
+from eval.corpus import (
+    IngestHook,
+    failed_files_note,
+    ingest_docs,
+    open_eval_store,
+    scope_filter,
+    select_items,
+)
 from eval.dataset import QAItem, load_eval_set
 from eval.judge import judge_answer
 from eval.metrics import CitedPassage, GenerationStats, score_question
@@ -126,10 +133,11 @@ def run_answers(
     are interleaved across lanes (each question asked of every lane before the next), so
     drift in the machine's load falls on every lane alike.
 
-    `models` and `judge` are model ids or bare names. The store is `services.open_store()` (in
-    the app, the store it shares). Skipped models and an unusable judge are told to `notify`,
-    one sentence each. Raises `KBError` (one sentence) when no model can run, no server
-    answers, the eval set or the output folder is unusable, or the store cannot be opened."""
+    `models` and `judge` are model ids or bare names. The store is the evaluation store
+    (`eval.corpus.open_eval_store`), never the knowledge base. Skipped models and an unusable
+    judge are told to `notify`, one sentence each. Raises `KBError` (one sentence) when no
+    model can run, no server answers, the eval set or the output folder is unusable, or the
+    store cannot be opened."""
     say = notify or (lambda message: None)
     settings = services.settings
     eval_set = load_eval_set(dataset)
@@ -144,7 +152,7 @@ def run_answers(
         )
     judge_model = _judge_model(services, judge, say)
     folder = out_dir(settings, out)
-    with services.open_store() as store:
+    with open_eval_store(services) as store:
         ingested = ingest_docs(settings, store, services.embedder, eval_set.docs_dir, on_ingest)
         if (note := failed_files_note(ingested)) is not None:
             say(note)

@@ -3,7 +3,7 @@
 1. Ingest: `eval.bench_ingest.run_benchmark` on the dataset's `docs/` in a temporary store (raw
    embedding throughput, end-to-end ingest, their ratio, the unchanged rerun).
 2. Retrieval latency without any model, `Retriever.search` per question (query embedding, the
-   hybrid query, the registry read), p50/p95: on the configured store (after ingesting the
+   hybrid query, the registry read), p50/p95: on the evaluation store (after ingesting the
    dataset into it, as the other commands do), on a synthetic store of 10,000 chunks and on
    one of `--chunks` (default 100,000) chunks (`eval/synthetic.py`, real sentences), both in a
    temporary folder, each after its search index is built (`rag.store.upkeep.build_index`,
@@ -16,7 +16,7 @@
    length, per question, against an in-process `eval.fake_ollama.FakeOllama` over HTTP (the
    project's own fake: its reply costs the same on both paths, so the difference is the
    chain's: resolving the model, its facts, the token budget, retrieval and packing), on the
-   configured store and on the 10,000-chunk one. The fake gets `Services` of its own (its
+   evaluation store and on the 10,000-chunk one. The fake gets `Services` of its own (its
    settings: only the fake Ollama as model server, data in a scratch folder), sharing the
    embedder of the `Services` passed in.
 
@@ -35,7 +35,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from eval.corpus import IngestHook, ingest_docs
+from eval.corpus import IngestHook, ingest_docs, open_eval_store
 from eval.dataset import load_eval_set
 from eval.fake_ollama import FakeOllama
 from eval.metrics import percentile
@@ -87,12 +87,12 @@ def run_bench_all(
         "ingest": ingest_figures(eval_set),
     }
     with ExitStack() as stack:
-        store = stack.enter_context(services.open_store())
+        store = stack.enter_context(open_eval_store(services))
         ingest_docs(settings, store, services.embedder, eval_set.docs_dir, on_ingest)
         fake = stack.enter_context(FakeOllama())
         bench = _Bench(services, fake, asked, stack)
-        say(f"Retrieval and chain on the configured store ({store.count_chunks():,} chunks) ...")
-        results["stores"] = [bench.measure_store("configured store", store, chain=True)]
+        say(f"Retrieval and chain on the evaluation store ({store.count_chunks():,} chunks) ...")
+        results["stores"] = [bench.measure_store("evaluation store", store, chain=True)]
         samples = sentences_of(_sample_texts(store))
         results["legacy_stores"] = []
         for size in dict.fromkeys([chain_chunks, large_chunks]):

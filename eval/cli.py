@@ -80,7 +80,7 @@ def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--whole-store", action="store_true",
-        help="search the whole knowledge base, not only the eval set's documents",
+        help="search the whole evaluation store, not only the eval set's documents",
     )  # fmt: skip
 
 

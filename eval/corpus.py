@@ -1,15 +1,19 @@
-"""An eval set's documents in the knowledge base: ingested, and searched apart from the rest.
+"""An eval set's documents in the evaluation store: ingested, and searched apart from the rest.
 
-Every command that asks questions first ingests the eval set's `docs/` folder into the
-configured store with `ingest.pipeline.ingest`; an unchanged rerun only compares hashes, so a
-set that is already in the store costs a second. Searches are then limited to that folder
-(`SearchFilters(path_prefix=...)`), so other documents in the same knowledge base do not change
-the figures; `whole_store=True` searches everything, as the app does.
+Evaluations never write to the user's knowledge base. Every command that asks questions
+(`python -m eval retrieval|answers|generate|bench` and the app's Evaluation page) opens the
+evaluation store (`eval_store_settings`): the collection `<KB_COLLECTION>_eval`, and for the
+embedded store its own folder beside the knowledge base's (`<KB_QDRANT_PATH>-eval`, with its
+own lock, so an evaluation neither waits for the app nor blocks it). It keeps what was ingested
+there, so a rerun only compares hashes and costs a second. Searches are limited to the set's
+folder (`SearchFilters(path_prefix=...)`), so other eval sets in that store do not change the
+figures; `whole_store=True` searches the whole evaluation store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from eval.dataset import EvalSet, QAItem
@@ -17,10 +21,40 @@ from ingest.pipeline import IngestReport, ingest
 from rag.embeddings import Embedder
 from rag.errors import KBError
 from rag.retrieve import SearchFilters
+from rag.service import Services
 from rag.settings import Settings
-from rag.store import Store
+from rag.store import Store, open_store
 
 IngestHook = Callable[[str, int, int], None]
+EVAL_SUFFIX = "_eval"
+
+
+def eval_store_settings(settings: Settings) -> Settings:
+    """`settings` pointed at the evaluation store: collection `<collection>_eval` (on the same
+    Qdrant server with QDRANT_URL), embedded in the folder `<qdrant_path>-eval`."""
+    folder = settings.qdrant_path.with_name(settings.qdrant_path.name + "-eval")
+    update = {"collection": settings.collection + EVAL_SUFFIX, "qdrant_path": folder}
+    return settings.model_copy(update=update)
+
+
+def open_eval_store(services: Services) -> AbstractContextManager[Store]:
+    """The evaluation store, open for one command (never the app's shared store). Raises
+    `StoreLockedError` (another evaluation holds it) or `StoreUnavailableError`."""
+    return open_store(eval_store_settings(services.settings))
+
+
+def describe_eval_store(settings: Settings) -> str:
+    """Where evaluations keep their documents, in words, beside the knowledge base's place."""
+    evaluation = eval_store_settings(settings)
+    if settings.qdrant_url:
+        return (
+            f"the collection {evaluation.collection} on {settings.qdrant_url}, apart from the "
+            f"knowledge base's collection {settings.collection}"
+        )
+    return (
+        f"a store of their own in {evaluation.qdrant_path}, apart from the knowledge base in "
+        f"{settings.qdrant_path}"
+    )
 
 
 def ingest_docs(

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eval.corpus import IngestHook, ingest_docs
+from eval.corpus import IngestHook, ingest_docs, open_eval_store
 from eval.dataset import DOCS_DIR, QA_FILE, load_eval_set
 from eval.metrics import contains_reference, normalize_answer
 from eval.servers import ServedModel, find_model, not_found
@@ -113,7 +113,7 @@ def generate_eval_set(
     (one sentence) when a folder is unusable, no server has the model, or no pair was usable."""
     docs = _check_folders(docs, out)
     served = _served(services, model)
-    with services.open_store() as store:
+    with open_eval_store(services) as store:
         ingest_docs(services.settings, store, services.embedder, docs, on_ingest)
         records = documents_under(store, docs)
         candidates = sample_chunks(store, records, docs, n * CANDIDATES_PER_QUESTION, seed)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.corpus import IngestHook, ingest_docs, scope_filter, select_items
+from eval.corpus import IngestHook, ingest_docs, open_eval_store, scope_filter, select_items
 from eval.dataset import QAItem, load_eval_set
 from eval.metrics import reciprocal_rank, retrieval_hit
 from rag.context import PackedContext, TokenEstimator, pack
@@ -127,12 +127,12 @@ def evaluate_retrieval(
     on_ingest: IngestHook | None = None,
     estimator: TokenEstimator | None = None,
 ) -> list[RetrievalReport]:
-    """Ingest the eval set into `services`' store, retrieve once per question and pack at every
+    """Ingest the eval set into the evaluation store, retrieve once per question and pack at every
     budget (tokens); one report per budget, in the order given. No model is asked. Raises
     `KBError` (one sentence) for an unreadable eval set or a store that cannot be opened."""
     eval_set = load_eval_set(dataset)
     items = select_items(eval_set, limit)
-    with services.open_store() as store:
+    with open_eval_store(services) as store:
         ingest_docs(services.settings, store, services.embedder, eval_set.docs_dir, on_ingest)
         retriever = Retriever(store, services.embedder, params)
         filters = scope_filter(eval_set.docs_dir, whole_store)

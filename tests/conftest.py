@@ -161,10 +161,13 @@ def eval_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Set
 @pytest.fixture(scope="session")
 def eval_sample_store(eval_settings: Callable[..., Settings], embedder: Any) -> Path:
     """The shipped sample eval set (`eval/sample/docs`) ingested once, with the shared embedder,
-    into the store of `eval_settings`; eval commands then find it unchanged and only read it."""
+    into the evaluation store that goes with the store of `eval_settings` (the knowledge base
+    itself stays empty); eval commands then find it unchanged and only read it. Returns the
+    knowledge base's folder (`KB_QDRANT_PATH`)."""
+    from eval.corpus import eval_store_settings
     from ingest.pipeline import ingest
 
     settings = eval_settings("http://127.0.0.1:9", Path("unused-data"))
-    report = ingest(settings, [EVAL_SAMPLE / "docs"], embedder=embedder)
+    report = ingest(eval_store_settings(settings), [EVAL_SAMPLE / "docs"], embedder=embedder)
     assert report.added == 6 and not report.failed, report.as_json()
     return settings.qdrant_path

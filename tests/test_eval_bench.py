@@ -83,7 +83,7 @@ def test_bench_reports_every_figure_for_every_store(
     json.dumps(results)  # what --json writes
     assert results["ingest"]["chunks"] == results["ingest"]["ingest"]["chunks_written"] > 0
     stores = results["stores"]
-    assert [s["store"] for s in stores] == ["configured store", "synthetic 200", "synthetic 300"]
+    assert [s["store"] for s in stores] == ["evaluation store", "synthetic 200", "synthetic 300"]
     assert [s["chunks"] for s in stores[1:]] == [200, 300]
     for store in stores:
         for part in ("retrieval", "query_embedding", "qdrant_dense", "qdrant_bm25"):

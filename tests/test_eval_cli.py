@@ -150,6 +150,34 @@ def test_a_missing_dataset_is_one_sentence_and_the_services_are_closed(
     assert [closed for _, closed in built] == [[True]]
 
 
+def test_an_evaluation_leaves_the_knowledge_base_as_it_was(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any
+) -> None:
+    from eval.corpus import eval_store_settings
+    from ingest.pipeline import ingest
+    from rag.settings import load_settings
+    from rag.store import open_store
+
+    own = cli_env / "my-docs"
+    own.mkdir()
+    (own / "notes.md").write_text("# Notes\n\nThe boat shed key hangs by the door.\n")
+    monkeypatch.setenv("KB_QDRANT_PATH", str(cli_env / "my-kb"))
+    settings = load_settings()
+    ingest(settings, [own], embedder=embedder)
+
+    def documents(of: Any) -> list[str]:
+        with open_store(of) as store:
+            return sorted(record.abs_path for record in store.documents())
+
+    before = documents(settings)
+    assert main(["retrieval", "--dataset", str(SAMPLE), "--limit", "2"]) == 0
+    assert documents(settings) == before == [str((own / "notes.md").resolve())]
+    evaluation = eval_store_settings(settings)
+    assert (evaluation.collection, evaluation.qdrant_path) == ("kb_eval", cli_env / "my-kb-eval")
+    sample_docs = documents(evaluation)
+    assert len(sample_docs) == 6 and all("/eval/sample/docs/" in p for p in sample_docs)
+
+
 # -- answers --------------------------------------------------------------------------------
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
+from eval.corpus import eval_store_settings
+from rag.settings import Settings
+from rag.store import open_store
 from tests.ui_helpers import (
     CORPUS,
     LIGHTHOUSE_Q,
@@ -18,15 +23,24 @@ from tests.ui_helpers import (
     new_app,
     no_exception,
     ollama_id,
+    page_text,
     switch,
+    walk,
     write_corpus,
 )
+from ui.eval_charts import SCATTER_TITLE, SHARE_CHART_TITLE
+
+
+def documents(settings: Settings) -> list[str]:
+    with open_store(settings) as store:
+        return sorted(record.abs_path for record in store.documents())
 
 
 def plant_run(runs: Path, name: str, model: str, f1: str, finished: int) -> None:
     folder = runs / name
     folder.mkdir(parents=True)
-    (folder / "summary.csv").write_text(f"model,token_f1\n{model},{f1}\n", encoding="utf-8")
+    summary = f"model,f1,latency_p50_s\n{model},{f1},1.5\n"
+    (folder / "summary.csv").write_text(summary, encoding="utf-8")
     (folder / "results.jsonl").write_text(
         json.dumps({"model": model, "question": "q?", "answer": "![x](http://example.invalid/)"})
         + "\n",
@@ -38,6 +52,18 @@ def plant_run(runs: Path, name: str, model: str, f1: str, finished: int) -> None
         os.utime(path, (finished, finished))
 
 
+def vega_charts(app: AppTest) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each Vega-Lite chart on the page: its title and the rows it draws (sent as Arrow)."""
+    import pyarrow as pa
+
+    charts = []
+    for node in walk(app._tree):
+        if getattr(node, "type", None) == "vega_lite_chart":
+            rows = pa.ipc.open_stream(node.proto.data.data).read_pandas().to_dict("records")
+            charts.append((json.loads(node.proto.spec)["description"], rows))
+    return charts
+
+
 def test_runs_are_shown_newest_first_with_tables_and_charts(ui_app_env: AppEnv) -> None:
     runs = ui_app_env.settings.data_dir / "eval-runs"
     plant_run(runs, "20250101-090000", "fake-mistral:7b", "0.41", 1_000)
@@ -47,11 +73,18 @@ def test_runs_are_shown_newest_first_with_tables_and_charts(ui_app_env: AppEnv) 
     run_choice = app.selectbox[-1]
     assert run_choice.options == ["20250102-090000", "20250101-090000"]
     [summary, results, history] = [d.value for d in app.dataframe]
-    assert summary.to_dict("records") == [{"model": "fake-llama3:8b", "token_f1": 0.62}]
+    assert summary.to_dict("records") == [
+        {"model": "fake-llama3:8b", "f1": 0.62, "latency_p50_s": 1.5}
+    ]
     assert results["answer"].tolist() == ["![x](http://example.invalid/)"]  # a cell, as text
     assert history["run"].tolist() == ["20250102-090000", "20250101-090000"]
     assert [c.value.strip() for c in app.code] == ["# Run 20250102-090000"]
-    assert len(elements(app, "image")) == 1  # the run's chart, a local file
+    # the run's PNG stays in its folder: an image would be served at a password-free URL
+    assert not elements(app, "image")
+    assert vega_charts(app) == [
+        (SCATTER_TITLE, [{"model": "fake-llama3:8b", "f1": 0.62, "latency_s": 1.5}]),
+        (SHARE_CHART_TITLE, [{"model": "fake-llama3:8b", "figure": "Token F1", "value": 0.62}]),
+    ]
     run_choice.set_value("20250101-090000").run()
     assert app.dataframe[0].value.to_dict("records")[0]["model"] == "fake-mistral:7b"
 
@@ -72,7 +105,10 @@ def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) ->
          "doc": None, "unanswerable": True},
     ]  # fmt: skip
     (eval_set / "qa.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
+    knowledge_base = documents(ui_app_env.settings)
     app = switch(new_app(), "evaluation")
+    evaluation = eval_store_settings(ui_app_env.settings)
+    assert str(evaluation.qdrant_path) in page_text(app)  # the page says where
     [models] = app.multiselect
     assert models.value == [ollama_id("fake-llama3:8b")]  # KB_MODEL first, chosen
     assert models.options[:2] == ["fake-llama3:8b · ollama", "fake-mistral:7b · ollama"]
@@ -87,3 +123,7 @@ def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) ->
     assert app.selectbox[-1].value.startswith(run.name)
     summary = app.dataframe[0].value.to_dict("records")
     assert [row["model"] for row in summary] == [ollama_id("fake-llama3:8b")]
+    assert vega_charts(app) and not elements(app, "image")  # charts drawn, not served
+    assert documents(ui_app_env.settings) == knowledge_base  # the knowledge base: as it was
+    eval_docs = documents(evaluation)  # the eval set went into the evaluation store
+    assert eval_docs == sorted(str((eval_set / "docs" / rel).resolve()) for rel in CORPUS)

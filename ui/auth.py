@@ -3,6 +3,11 @@
 Call `require_password(settings)` at the top of the page, before anything of the knowledge
 base is shown: with no password set it does nothing; otherwise it shows a password field and
 stops the page until the right password was given in this browser session.
+
+The password is asked again after a reload, and the form says why: a reload starts a new
+session, and keeping the app unlocked across it would need a credential stored in the browser
+(Streamlit's scripts can set no HttpOnly cookie, and the address or a cookie scripts can read
+are no place for one). Sign-in with OIDC (`ui/login.py`) survives reloads.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from pydantic import SecretStr
 from rag.settings import Settings
 
 SESSION_KEY = "kb_auth"
+APP_NAME = "Knowledge base"
+RELOAD_NOTE = (
+    "The password is asked again after every reload: the app keeps it only in this tab's "
+    "session on the server, never in the browser (a cookie or the address). For a sign-in "
+    "that survives reloads, ask the administrator to set up OIDC sign-in."
+)
 
 
 def _digest(text: str) -> bytes:
@@ -44,17 +55,28 @@ def _session_token(expected: SecretStr) -> str:
     return hashlib.sha256(b"kb-session:" + _digest(expected.get_secret_value())).hexdigest()
 
 
-def require_password(settings: Settings) -> None:
-    """Stop the Streamlit page until this browser session has given the app password."""
+def password_unlocked(settings: Settings) -> bool:
+    """Whether this session may go on: no password set, or the right one given."""
     expected = settings.app_password
     if not password_set(expected):
-        return
+        return True
     assert expected is not None
     import streamlit as st
 
     token = _session_token(expected)
-    if hmac.compare_digest(str(st.session_state.get(SESSION_KEY, "")), token):
+    return hmac.compare_digest(str(st.session_state.get(SESSION_KEY, "")), token)
+
+
+def require_password(settings: Settings) -> None:
+    """Stop the Streamlit page until this browser session has given the app password."""
+    if password_unlocked(settings):
         return
+    expected = settings.app_password
+    assert expected is not None
+    import streamlit as st
+
+    token = _session_token(expected)
+    st.title(APP_NAME)
     with st.form("kb-password"):
         given = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Unlock")
@@ -63,4 +85,5 @@ def require_password(settings: Settings) -> None:
             st.session_state[SESSION_KEY] = token
             st.rerun()
         st.error("Wrong password.")
+    st.caption(RELOAD_NOTE)
     st.stop()

@@ -1,6 +1,7 @@
 """Evaluation runs as `python -m eval answers` writes them: one folder per run under
 `<data_dir>/eval-runs`, holding `summary.csv`, `report.md`, `results.jsonl`, `run.json` and
-`*.png` charts. Read here as plain files, so the page shows whatever a run left."""
+`*.png` charts (for report.md; the page draws its own from the summary, see `ui/eval_charts.py`).
+Read here as plain files, so the page shows whatever a run left."""
 
 from __future__ import annotations
 
@@ -65,9 +66,6 @@ class EvalRun:
             return (self.folder / REPORT).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
-
-    def charts(self) -> list[Path]:
-        return sorted(self.folder.glob("*.png"))
 
 
 def _number(text: str | None) -> Any:

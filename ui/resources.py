@@ -21,7 +21,7 @@ from rag.embeddings import Embedder
 from rag.errors import KBError
 from rag.service import Services, build_services
 from rag.settings import UPSTREAM_NAMES, Settings, env_name, load_settings
-from ui.auth import require_password
+from ui.login import require_access
 from ui.plain import escape_markdown
 
 REACHABILITY_TTL_S = 10  # how long the servers' up/down answers are trusted
@@ -163,9 +163,10 @@ def current_settings() -> Settings:
 
 
 def page_start(needs_models: bool = False) -> Settings:
-    """What every page does first: settings, the password gate, the model servers' banner."""
+    """What every page does first: settings, the sign-in or password gate, the model servers'
+    banner."""
     settings = current_settings()
-    require_password(settings)
+    require_access(settings)
     if needs_models:
         servers_banner(settings)
     return settings

@@ -17,6 +17,7 @@ from rag.chain import AnswerResult, Chain
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.answer_view import answer_details, show_answer, show_search_results
+from ui.conversation_panel import conversation_panel, reopen_from_address, save_conversation
 from ui.models_choice import kept_choice, model_choices, model_label, no_model_message
 from ui.plain import escape_markdown, escaped_stream, show_error, show_text
 from ui.resources import listed_models, models_reachable, page_start, ready_services
@@ -97,15 +98,14 @@ def answer(settings: Settings, question: str, model: str | None) -> dict[str, An
 
 def sidebar(settings: Settings, online: bool) -> str | None:
     model = pick_model(settings) if online else None
-    if st.sidebar.button("Clear chat"):
-        st.session_state[TURNS] = []
-        st.rerun()
+    conversation_panel(settings, TURNS)  # new, saved, reopen, rename, export, delete
     return model
 
 
 def main() -> None:
     settings = page_start(needs_models=True)
     st.session_state.setdefault(TURNS, [])
+    reopen_from_address(settings, TURNS)  # after a reload: the conversation of ?c=<id>
     online = models_reachable(settings)
     model = sidebar(settings, online)
     st.title("Chat" if online else "Search")
@@ -119,6 +119,7 @@ def main() -> None:
     with st.chat_message("user"):
         show_text(question)
     st.session_state[TURNS].append(answer(settings, question, model))
+    save_conversation(settings, TURNS)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import streamlit as st
 
 from rag.errors import KBError
 from rag.settings import Settings
+from ui.eval_charts import show_charts
 from ui.eval_runs import EvalRun, find_runs, history_rows
 from ui.models_choice import model_choices, model_label, no_model_message
 from ui.plain import escape_markdown, show_error
@@ -30,6 +31,14 @@ def sample_set() -> Path:
 
 def judge_label(option: str) -> str:
     return option if option == NO_JUDGE else model_label(option)
+
+
+def eval_store_note(settings: Settings) -> str:
+    """Where an evaluation puts its eval set's documents: never the knowledge base."""
+    from eval.corpus import describe_eval_store
+
+    where = escape_markdown(describe_eval_store(settings))
+    return f"Evaluations ingest their eval set into {where}: your knowledge base is not changed."
 
 
 def run_form(choices: list[str]) -> dict[str, Any] | None:
@@ -65,7 +74,7 @@ def run_evaluation(settings: Settings, request: dict[str, Any]) -> Path | None:
 
     try:
         return run_answers(
-            ready_services(settings),  # its store is the app's shared one
+            ready_services(settings),  # models and embedder; the store: the evaluation one
             request["dataset"],
             request["models"],
             request["limit"],
@@ -93,8 +102,7 @@ def show_run(run: EvalRun) -> None:
         st.dataframe(summary, hide_index=True)
     else:
         st.caption("This run has no summary.csv.")
-    for chart in run.charts():
-        st.image(str(chart), caption=chart.name)
+    show_charts(summary)  # drawn from the figures: an image would be a password-free URL
     results = run.results()
     with st.expander(f"Per-question results ({len(results)})"):
         st.dataframe(results, hide_index=True)
@@ -125,6 +133,7 @@ def show_runs(settings: Settings) -> None:
 def main() -> None:
     settings = page_start(needs_models=True)
     st.title("Evaluation")
+    st.caption(eval_store_note(settings))
     if models_reachable(settings):
         listed = listed_models(settings)
         choices = model_choices(settings, listed)
