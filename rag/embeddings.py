@@ -19,14 +19,17 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import EmbedderLoadError
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
+
+if TYPE_CHECKING:
+    from rag.store.records import ChunkRecord
 
 _DEFAULT_ALIASES = {DEFAULT_EMBED_MODEL, f"sentence-transformers/{DEFAULT_EMBED_MODEL}"}
 
@@ -35,6 +38,48 @@ ISAS = ("avx512_vnni", "avx512", "avx2", "arm64")  # what the int8 quantization 
 EXPORT_FORMAT = 1  # bump when the export itself changes, so that old exports are rebuilt
 MANIFEST = "kb-export.json"
 ONNX_FILE = "model.onnx"
+
+
+FP32, INT8 = "fp32", "int8"
+
+
+def identity_parts(identity: str) -> tuple[str, str]:
+    """`(model, variant)` of an identity like `all-MiniLM-L6-v2|onnx-int8-avx2`. A bare model
+    name (stores of an earlier kb recorded only that) was made with torch: `(model, "torch")`."""
+    model, _, variant = identity.partition("|")
+    return model, variant or "torch"
+
+
+def vector_kind(identity: str) -> str:
+    """What a store's vectors are, as far as a query can tell: `fp32` or `int8` (another
+    variant, e.g. a test's, is a kind of its own).
+
+    torch and the ONNX fp32 export run the same graph on the same weights: their vectors agree
+    to a cosine of about 0.99999, so a store of one is searched with the other. The int8
+    exports of every instruction set quantize those same fp32 weights with the same scheme
+    (per channel, symmetric weights, dynamic u8 activations); they differ only in the weights'
+    integer type (u8 for AVX2's kernels, s8 elsewhere) and in which kernels multiply them, so
+    their vectors differ by the rounding every int8 export has, not by a kind of its own: a
+    store made on an AVX-512 machine is searched on an AVX2 one. int8 and fp32 differ more
+    (the quantization error itself), and a store holds one of them.
+    """
+    variant = identity_parts(identity)[1]
+    if variant in ("torch", "onnx-fp32"):
+        return FP32
+    if variant.startswith("onnx-int8"):
+        return INT8
+    return variant
+
+
+def backend_for(identity: str) -> str:
+    """The `KB_EMBED_BACKEND` value that makes the vectors of `identity` (its variant when
+    no backend makes it)."""
+    variant = identity_parts(identity)[1]
+    if variant == "onnx-fp32":
+        return "onnx"
+    if variant.startswith("onnx-int8"):
+        return "onnx-int8"
+    return variant
 
 
 def resolve_model_path(name: str) -> str:
@@ -300,6 +345,11 @@ class Embedder:
         return f"{self.name}|{self.variant}"
 
     @property
+    def vector_kind(self) -> str:
+        """`fp32` or `int8`: which stores this embedder may search (see `vector_kind`)."""
+        return vector_kind(self.identity)
+
+    @property
     def export_root(self) -> Path:
         return self.data_dir / "embedders"
 
@@ -409,6 +459,11 @@ class Embedder:
         )
         return vectors.tolist()
 
+    def embed_chunks(self, chunks: Sequence[ChunkRecord]) -> list[list[float]]:
+        """Dense vectors (unit length) of stored chunks, from what ingest embedded: the title
+        and heading path, then the chunk's text (`chunk_input`)."""
+        return self.embed([chunk_input(chunk, self) for chunk in chunks])
+
     def embed_query(self, text: str) -> list[float]:
         """One short text on one thread: as fast, and it does not wait for a busy core (on a
         loaded 2-core machine, 11 ms instead of 110-450 ms). ONNX Runtime has a session of its
@@ -453,3 +508,24 @@ def _session(ort: Any, model: Path, threads: int) -> Any:
     if threads == 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+# -- what a stored chunk was embedded from ----------------------------------------------------
+
+
+def chunk_input(chunk: ChunkRecord, embedder: Embedder) -> str:
+    """The text ingest embedded for a stored chunk (`ingest.chunking`'s `embed_text`): the title
+    and heading path on one line, cut to half of what the model reads when longer, then the
+    chunk. Rebuilt from the stored record, so a store can be re-embedded without its files."""
+    prefix = " > ".join([chunk.title, *chunk.headings]) + "\n"
+    limit = (embedder.max_tokens - 2) // 2  # [CLS] and [SEP] come on top of every input
+    if embedder.count_tokens(prefix) > limit:
+        offsets = embedder.token_offsets(prefix)
+        keep = limit
+        while True:
+            cut = prefix[: offsets[keep - 1][1]].rstrip() + "\n"
+            if embedder.count_tokens(cut) <= limit or keep == 1:
+                prefix = cut
+                break
+            keep -= 1
+    return prefix + chunk.text
