@@ -28,7 +28,8 @@ from rag.store import SharedStore, Store, open_store
 class Services:
     """What every consumer of `rag/` needs, built once. `models` routes by model id over every
     configured server; `embedder` loads its model on first use; `open_store()` gives the store
-    for one operation (the app's is shared and released when idle, see `SharedStore`)."""
+    for one operation (the app's is shared and released when idle, see `SharedStore`), opened
+    with `embedder` so that converting an earlier kb's store re-embeds it when needed."""
 
     settings: Settings
     models: ModelHub

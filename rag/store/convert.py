@@ -93,15 +93,11 @@ def convert(
     identity = recorded_identity(old_meta)
     if "|" not in identity:  # an earlier kb recorded the model alone; it embedded with torch
         identity = f"{identity}|torch"
-    again = (
-        embedder is not None
-        and kind_differs(old_meta, embedder.identity)
-        and embedder.dim == old_meta.embed_dim  # else ingest refuses it, as before
-    )
+    again = _reembedder(old_meta, embedder)
     how = (
-        f", re-embedding its chunks with {identity_parts(embedder.identity)[1]} "
+        f", re-embedding its chunks with {identity_parts(again.identity)[1]} "
         f"(they hold {vector_kind(identity)} vectors)"
-        if again and embedder is not None
+        if again is not None
         else ""
     )
     say(
@@ -113,7 +109,7 @@ def convert(
     meta = StoreMeta(
         embed_model=old_meta.embed_model,
         embed_dim=old_meta.embed_dim,
-        embed_identity=embedder.identity if again and embedder is not None else identity,
+        embed_identity=again.identity if again is not None else identity,
         bm25=old_meta.bm25 or {"language": "english"},
     )
     new = Store(EdgeEngine(building), settings)
@@ -125,15 +121,22 @@ def convert(
         for point in old.all_points():
             batch.append(point)
             if len(batch) >= BATCH:
-                done = _write(new, batch, embedder if again else None, done, total, step, say)
+                done = _write(new, batch, again, done, total, step, say)
                 batch = []
-        done = _write(new, batch, embedder if again else None, done, total, step, say)
+        done = _write(new, batch, again, done, total, step, say)
         new.put_records(records)  # the registry last, as ingest writes it
     finally:
         new.close()
     os.replace(building, folder)
     say(f"Converted: {done:,} chunks of {len(records):,} documents.")
     return done
+
+
+def _reembedder(old_meta: StoreMeta, embedder: ChunkEmbedder | None) -> ChunkEmbedder | None:
+    """`embedder` when it makes vectors of another kind for the same model and dimension."""
+    if embedder is None or not kind_differs(old_meta, embedder.identity):
+        return None
+    return embedder if embedder.dim == old_meta.embed_dim else None  # else ingest refuses it
 
 
 def _write(
