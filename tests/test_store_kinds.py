@@ -17,6 +17,7 @@ import pytest
 from eval.synthetic import RandomProjection
 from ingest import pipeline
 from ingest.pipeline import ingest
+from rag import cli as rag_cli
 from rag.embeddings import Embedder, backend_for, chunk_input, identity_parts, vector_kind
 from rag.errors import EmbedderMismatchError
 from rag.retrieve import Retriever
@@ -236,8 +237,12 @@ def test_ingest_re_embeds_a_store_of_another_kind_in_place(
     with open_store(settings) as store:
         before = {p.id: p for p in store.all_points()}
     scrambled = as_if_made_by_torch(settings)
-    with open_store(settings) as store, pytest.raises(EmbedderMismatchError):
-        Retriever(store, embedder).search("Who services the engines?")
+    capsys.readouterr()
+    assert rag_cli.main(["ask", "--search", "Who services the engines?"]) != 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in err and not out
+    assert "holds fp32 vectors (torch)" in err and "run `python -m ingest`" in err
+    assert "KB_EMBED_BACKEND=torch" in err
 
     code, out, err = run(str(docs))
     assert code == 0 and "0 added, 0 updated, 2 unchanged" in out
