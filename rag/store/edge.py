@@ -159,8 +159,7 @@ class EdgeEngine:
         chunks.flush()
         docs.flush()
         self.chunks_shard, self.docs_shard = chunks, docs
-        write_atomically(self.folder / SIDECAR, json.dumps(meta.as_dict(), indent=2) + "\n")
-        self._meta = meta
+        self.set_meta(meta)
 
     def set_meta(self, meta: StoreMeta) -> None:
         """Record `meta` in place of the sidecar's (atomically: the old or the new one)."""
