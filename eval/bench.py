@@ -208,7 +208,8 @@ class _Bench:
         started = time.perf_counter()
         build_synthetic_store(
             store, size, SyntheticCorpus(sentences, _chunk_chars(self.settings)),
-            embed_model=self.settings.embed_model, dim=self.embedder.dim,
+            embed_model=self.settings.embed_model, embed_identity=self.embedder.identity,
+            dim=self.embedder.dim,
             bm25_avg_len=max(16.0, self.settings.chunk_size * 0.5),
         )  # fmt: skip
         return store, time.perf_counter() - started
@@ -225,7 +226,8 @@ class _Bench:
         started = time.perf_counter()
         build_synthetic_store(
             store, size, SyntheticCorpus(sentences, _chunk_chars(self.settings)),
-            embed_model=self.settings.embed_model, dim=self.embedder.dim,
+            embed_model=self.settings.embed_model, embed_identity=self.embedder.identity,
+            dim=self.embedder.dim,
             bm25_avg_len=max(16.0, self.settings.chunk_size * 0.5),
         )  # fmt: skip
         build_s = time.perf_counter() - started

@@ -93,14 +93,17 @@ def build_synthetic_store(
     corpus: SyntheticCorpus,
     *,
     embed_model: str,
+    embed_identity: str,
     dim: int,
     bm25_avg_len: float,
     seed: int = 0,
     on_progress: ProgressHook | None = None,
 ) -> None:
-    """Fill an empty store with `n_chunks` visible chunks in documents of CHUNKS_PER_DOC."""
+    """Fill an empty store with `n_chunks` visible chunks in documents of CHUNKS_PER_DOC,
+    recorded as made by `embed_identity`: the embedder that will query it (random projections
+    are of no kind, and a store refuses queries of another kind than it records)."""
     bm25 = Bm25Encoder(avg_len=bm25_avg_len)
-    ensure_collections(store, embed_model, dim, embed_model, bm25.describe())
+    ensure_collections(store, embed_model, dim, embed_identity, bm25.describe())
     projection = RandomProjection(dim, seed)
     records: list[DocRecord] = []
     for start in range(0, n_chunks, BATCH):

@@ -27,6 +27,7 @@ from rag.embeddings import Embedder
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
 from rag.store import ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
+from rag.store.reembed import kind_differs, reembed_store
 from rag.store.upkeep import INDEX_MIN_CHUNKS, build_index
 
 EMBED_BATCH_CHUNKS = 128
@@ -42,14 +43,15 @@ class IngestReport:
     removed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     chunks_written: int = 0
+    reembedded: int = 0  # chunks given new dense vectors of the embedder's kind (see below)
     seconds: float = 0.0  # reading, chunking, embedding and writing
     index_seconds: float = 0.0  # building the embedded store's search index afterwards
     gone: list[str] = field(default_factory=list)  # missing files kept because --prune was off
 
     def as_json(self) -> dict[str, Any]:
         keys = (
-            "added", "updated", "unchanged", "removed", "failed", "chunks_written", "seconds",
-            "index_seconds",
+            "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
+            "seconds", "index_seconds",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -96,12 +98,14 @@ def ingest(
     the app passes the one it holds, since the embedded store allows one opener)."""
     started = time.perf_counter()
     with ExitStack() as stack:
+        embedder = embedder or Embedder(settings)
         if store is None:
-            store = stack.enter_context(open_store(settings))
-        run = _Run(settings, store, embedder or Embedder(settings), on_progress)
+            store = stack.enter_context(open_store(settings, embedder=embedder))
+        run = _Run(settings, store, embedder, on_progress)
         report = run.execute(roots, include, exclude, prune)
         report.seconds = round(time.perf_counter() - started, 3)
-        if report.chunks_written >= INDEX_MIN_CHUNKS and store.can_let_go:
+        written = report.chunks_written + report.reembedded
+        if written >= INDEX_MIN_CHUNKS and store.can_let_go:
             report.index_seconds = build_index(store, _say)["seconds"]
     return report
 
@@ -135,6 +139,7 @@ class _Run:
         if self.store.exists():
             writer.check_embedder(self.store, self.settings.embed_model)
             writer.finish_pending(self.store)
+            self._reembed_if_needed()
         registry = {record.doc_id: record for record in self.store.documents()}
         found = list(find_files(roots, include, exclude))
         try:
@@ -148,6 +153,15 @@ class _Run:
                 self.writes.close()
         self._handle_gone(roots, {str(f.path) for f in found}, registry, prune)
         return self.report
+
+    def _reembed_if_needed(self) -> None:
+        """A store of this model holding vectors of another kind (fp32 or int8) than this
+        embedder makes is re-embedded in place from its chunk texts before anything is added."""
+        meta = self.store.meta()
+        if meta is None or not kind_differs(meta, self.embedder.identity):
+            return
+        writer.check_dimension(self.store, self.settings.embed_model, self.embedder.dim)
+        self.report.reembedded = reembed_store(self.store, self.embedder, _say)
 
     def _progress(self, shown: str) -> None:
         if self.on_progress is not None:

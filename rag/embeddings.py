@@ -19,14 +19,17 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import EmbedderLoadError
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
+
+if TYPE_CHECKING:
+    from rag.store.records import ChunkRecord
 
 _DEFAULT_ALIASES = {DEFAULT_EMBED_MODEL, f"sentence-transformers/{DEFAULT_EMBED_MODEL}"}
 
@@ -35,6 +38,51 @@ ISAS = ("avx512_vnni", "avx512", "avx2", "arm64")  # what the int8 quantization 
 EXPORT_FORMAT = 1  # bump when the export itself changes, so that old exports are rebuilt
 MANIFEST = "kb-export.json"
 ONNX_FILE = "model.onnx"
+
+
+FP32, INT8 = "fp32", "int8"
+
+
+def identity_parts(identity: str) -> tuple[str, str]:
+    """`(model, variant)` of an identity like `all-MiniLM-L6-v2|onnx-int8-avx2`. A bare model
+    name (stores of an earlier kb recorded only that) was made with torch: `(model, "torch")`."""
+    model, _, variant = identity.partition("|")
+    return model, variant or "torch"
+
+
+def vector_kind(identity: str) -> str:
+    """The kind of vectors an identity makes, `fp32` or `int8`: a store holds one kind and is
+    searched only with it (another variant, e.g. a test's, is a kind of its own).
+
+    torch and the ONNX fp32 export run the same graph on the same weights: the same vectors
+    (cosine 1.00000 on 69 paragraphs of README, ARCHITECTURE and the sample handbook). The int8
+    exports of every instruction set quantize those fp32 weights with one scheme (per channel,
+    symmetric weights, dynamic u8 activations) and differ only in the weights' integer type (u8
+    for AVX2's kernels, s8 elsewhere): one kind, so a store made on an AVX-512 machine is
+    searched on an AVX2 one without re-embedding, the instruction set being the machine's and
+    not a choice. Their vectors differ (avx2 against avx512_vnni: cosine 0.989 mean, 0.982 min)
+    about as much as one int8 export's vectors of a text alone and among 15 others (0.993 mean,
+    0.986 min: activations are quantized per batch), so no int8 vector is exact anyway. int8
+    against torch differs by as much (0.992 mean, 0.983 min): fp32 and int8 are kept apart
+    because they are two backends one chooses (`KB_EMBED_BACKEND`), not for a measured loss.
+    """
+    variant = identity_parts(identity)[1]
+    if variant in ("torch", "onnx-fp32"):
+        return FP32
+    if variant.startswith("onnx-int8"):
+        return INT8
+    return variant
+
+
+def backend_for(identity: str) -> str:
+    """The `KB_EMBED_BACKEND` value that makes the vectors of `identity` (its variant when
+    no backend makes it)."""
+    variant = identity_parts(identity)[1]
+    if variant == "onnx-fp32":
+        return "onnx"
+    if variant.startswith("onnx-int8"):
+        return "onnx-int8"
+    return variant
 
 
 def resolve_model_path(name: str) -> str:
@@ -300,6 +348,11 @@ class Embedder:
         return f"{self.name}|{self.variant}"
 
     @property
+    def vector_kind(self) -> str:
+        """`fp32` or `int8`: which stores this embedder may search (see `vector_kind`)."""
+        return vector_kind(self.identity)
+
+    @property
     def export_root(self) -> Path:
         return self.data_dir / "embedders"
 
@@ -409,6 +462,11 @@ class Embedder:
         )
         return vectors.tolist()
 
+    def embed_chunks(self, chunks: Sequence[ChunkRecord]) -> list[list[float]]:
+        """Dense vectors (unit length) of stored chunks, from what ingest embedded: the title
+        and heading path, then the chunk's text (`chunk_input`)."""
+        return self.embed([chunk_input(chunk, self) for chunk in chunks])
+
     def embed_query(self, text: str) -> list[float]:
         """One short text on one thread: as fast, and it does not wait for a busy core (on a
         loaded 2-core machine, 11 ms instead of 110-450 ms). ONNX Runtime has a session of its
@@ -453,3 +511,24 @@ def _session(ort: Any, model: Path, threads: int) -> Any:
     if threads == 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+# -- what a stored chunk was embedded from ----------------------------------------------------
+
+
+def chunk_input(chunk: ChunkRecord, embedder: Embedder) -> str:
+    """The text ingest embedded for a stored chunk (`ingest.chunking`'s `embed_text`): the title
+    and heading path on one line, cut to half of what the model reads when longer, then the
+    chunk. Rebuilt from the stored record, so a store can be re-embedded without its files."""
+    prefix = " > ".join([chunk.title, *chunk.headings]) + "\n"
+    limit = (embedder.max_tokens - 2) // 2  # [CLS] and [SEP] come on top of every input
+    if embedder.count_tokens(prefix) > limit:
+        offsets = embedder.token_offsets(prefix)
+        keep = limit
+        while True:
+            cut = prefix[: offsets[keep - 1][1]].rstrip() + "\n"
+            if embedder.count_tokens(cut) <= limit or keep == 1:
+                prefix = cut
+                break
+            keep -= 1
+    return prefix + chunk.text

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from rag.embeddings import Embedder
 from rag.sparse import Bm25Encoder
 from rag.store import ChunkFilter, ScoredChunk, Store
+from rag.store.reembed import check_query_embedder
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,14 @@ class Retriever:
         self.embedder = embedder
         self.params = params or RetrievalParams()
         self.bm25 = bm25 or Bm25Encoder()
+        self._embedder_checked = False
 
     def search(self, query: str, filters: SearchFilters | None = None) -> list[Passage]:
-        """Passages for `query`, best first."""
+        """Passages for `query`, best first. Raises `EmbedderMismatchError` when the store holds
+        vectors of another model or kind than the embedder makes (see `rag.store.reembed`)."""
         if not self.store.exists():
             return []
+        self._check_embedder()
         p = self.params
         # Distribution-based score fusion keeps how sure each retriever is (a clear dense
         # winner survives many middling BM25 matches), where rank fusion flattens it.
@@ -108,6 +112,12 @@ class Retriever:
         )
         passages = [Passage.from_scored(scored) for scored in found]
         return drop_near_duplicates(passages, self.params.duplicate_overlap)
+
+    def _check_embedder(self) -> None:
+        """Once per retriever: a store's identity changes only when ingest re-embeds it."""
+        if not self._embedder_checked:
+            check_query_embedder(self.store.meta(), self.embedder.identity, self.store.chunks)
+            self._embedder_checked = True
 
 
 def chunk_filter(filters: SearchFilters | None) -> ChunkFilter | None:

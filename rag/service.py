@@ -28,7 +28,8 @@ from rag.store import SharedStore, Store, open_store
 class Services:
     """What every consumer of `rag/` needs, built once. `models` routes by model id over every
     configured server; `embedder` loads its model on first use; `open_store()` gives the store
-    for one operation (the app's is shared and released when idle, see `SharedStore`)."""
+    for one operation (the app's is shared and released when idle, see `SharedStore`), opened
+    with `embedder` so that converting an earlier kb's store re-embeds it when needed."""
 
     settings: Settings
     models: ModelHub
@@ -40,7 +41,7 @@ class Services:
         """The store for one operation. Raises `StoreLockedError` or `StoreUnavailableError`."""
         if self.shared_store is not None:
             return self.shared_store.use(lock_wait_s)
-        return open_store(self.settings, lock_wait_s)
+        return open_store(self.settings, lock_wait_s, self.embedder)
 
     def chain(self, store: Store, params: RetrievalParams | None = None) -> Chain:
         return Chain(self.settings, store, self.embedder, self.models, params, self.calibration)
@@ -73,10 +74,11 @@ def build_services(
 ) -> Services:
     """Build everything once. Opening nothing yet: no connection is made and no model loaded
     until first used. `shared_store` keeps one store open across operations (the app)."""
+    embedder = embedder or Embedder(settings)
     return Services(
         settings=settings,
         models=models or open_models(settings, extra_backends),
-        embedder=embedder or Embedder(settings),
+        embedder=embedder,
         calibration=Calibration(settings.data_dir),
-        shared_store=SharedStore(settings) if shared_store else None,
+        shared_store=SharedStore(settings, embedder=embedder) if shared_store else None,
     )

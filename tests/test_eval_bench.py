@@ -53,7 +53,8 @@ def test_a_synthetic_store_has_the_schema_and_every_chunk_is_visible(
     with open_store(settings) as store:
         build_synthetic_store(
             store, 250, SyntheticCorpus(SENTENCES, chunk_chars=200),
-            embed_model=settings.embed_model, dim=embedder.dim, bm25_avg_len=32.0,
+            embed_model=settings.embed_model, embed_identity=embedder.identity,
+            dim=embedder.dim, bm25_avg_len=32.0,
         )  # fmt: skip
         assert store.count_chunks() == 250
         assert [r.chunk_count for r in store.documents()] == [CHUNKS_PER_DOC, CHUNKS_PER_DOC, 50]

@@ -7,6 +7,7 @@
 - `edge`: the embedded engine (Qdrant Edge shards and a sidecar in `KB_QDRANT_PATH`).
 - `client`: the server engine (qdrant-client, `QDRANT_URL`).
 - `convert`: converting a store made by an earlier kb (qdrant-client's local mode).
+- `reembed`: one kind of vectors per store: the check before a query, re-embedding in place.
 - `upkeep`: building the embedded store's search index without stopping search; disk use.
 
 A chunk is visible to search only when its `doc_hash` equals the `doc_hash` of its document's

@@ -114,6 +114,9 @@ class ClientEngine:
         if not client.collection_exists(self.docs):
             client.create_collection(self.docs, vectors_config={}, **layout)
 
+    def set_meta(self, meta: StoreMeta) -> None:
+        self.call(self.client.update_collection, self.chunks, metadata=meta.as_dict())
+
     def close(self) -> None:
         self.client.close()
 
@@ -135,6 +138,12 @@ class ClientEngine:
             for p in points
         ]
         self.call(self.client.upsert, self.chunks, points=structs, wait=True)
+
+    def update_dense(self, vectors: dict[str, list[float]]) -> None:
+        from qdrant_client import models
+
+        points = [models.PointVectors(id=i, vector={DENSE: list(v)}) for i, v in vectors.items()]
+        self.call(self.client.update_vectors, self.chunks, points=points, wait=True)
 
     def delete_chunks_except(self, doc_id: str, keep_hash: str) -> None:
         from qdrant_client import models

@@ -34,6 +34,7 @@ from rag.store.records import (
     SparseVector,
     StoreMeta,
 )
+from rag.store.reembed import ChunkEmbedder
 
 REMOVED_HASH = ""  # the registry hash of a document no version of which is visible
 LOCK_FILE = ".lock"  # the same file qdrant-client's local mode locks: old and new exclude
@@ -118,9 +119,15 @@ def _server_engine(settings: Settings) -> ClientEngine:
     return ClientEngine(client, settings.collection, lambda: server_unreachable(settings))
 
 
-def connect(settings: Settings, lock_wait_s: float | None = None) -> Store:
+def connect(
+    settings: Settings,
+    lock_wait_s: float | None = None,
+    embedder: ChunkEmbedder | None = None,
+) -> Store:
     """The store, open; a locked embedded store is retried for a moment, then explained.
-    The caller closes it (`Store.close`); `open_store` does that for a block."""
+    The caller closes it (`Store.close`); `open_store` does that for a block. A store of an
+    earlier kb is converted first; `embedder` re-embeds its chunks when its vectors are of
+    another kind (without one they are copied)."""
     if settings.uses_server:
         return Store(_server_engine(settings), settings)
     wait = settings.store_lock_wait_s if lock_wait_s is None else lock_wait_s
@@ -135,7 +142,7 @@ def connect(settings: Settings, lock_wait_s: float | None = None) -> Store:
     try:
         from rag.store.convert import convert_if_needed
 
-        if convert_if_needed(settings, lock):
+        if convert_if_needed(settings, lock, embedder):
             lock = _acquire(settings, wait)
         return Store(_edge_engine(settings, lock), settings, lock)
     except BaseException:
@@ -163,9 +170,13 @@ def _acquire(settings: Settings, wait: float) -> FolderLock:
 
 
 @contextmanager
-def open_store(settings: Settings, lock_wait_s: float | None = None) -> Iterator[Store]:
+def open_store(
+    settings: Settings,
+    lock_wait_s: float | None = None,
+    embedder: ChunkEmbedder | None = None,
+) -> Iterator[Store]:
     """Open the store for one operation and release it (the embedded lock) afterwards."""
-    store = connect(settings, lock_wait_s)
+    store = connect(settings, lock_wait_s, embedder)
     try:
         yield store
     finally:
@@ -180,9 +191,12 @@ class SharedStore:
     seconds for the lock and gets it. A server store stays open.
     """
 
-    def __init__(self, settings: Settings, idle_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: Settings, idle_s: float = 2.0, embedder: ChunkEmbedder | None = None
+    ) -> None:
         self.settings = settings
         self.idle_s = idle_s
+        self.embedder = embedder  # for converting a store of an earlier kb (`connect`)
         self._lock = threading.RLock()
         self._store: Store | None = None
         self._users = 0
@@ -193,7 +207,7 @@ class SharedStore:
     def use(self, lock_wait_s: float | None = None) -> Iterator[Store]:
         with self._lock:
             if self._store is None:
-                self._store = connect(self.settings, lock_wait_s)
+                self._store = connect(self.settings, lock_wait_s, self.embedder)
                 self._store.shared = True
             self._users += 1
             store = self._store
@@ -428,6 +442,17 @@ class Store:
         if points:
             with self._guard:
                 self.engine.upsert_chunks(points)
+
+    def update_dense(self, vectors: dict[str, list[float]]) -> None:
+        """New dense vectors for existing chunks (id -> vector); payloads and BM25 unchanged."""
+        if vectors:
+            with self._guard:
+                self.engine.update_dense(vectors)
+
+    def set_meta(self, meta: StoreMeta) -> None:
+        """Record how the existing store is built now (after re-embedding it)."""
+        with self._guard:
+            self.engine.set_meta(meta)
 
     def begin(self, record: DocRecord, previous: DocRecord | None) -> None:
         with self._guard:

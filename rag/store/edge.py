@@ -159,6 +159,10 @@ class EdgeEngine:
         chunks.flush()
         docs.flush()
         self.chunks_shard, self.docs_shard = chunks, docs
+        self.set_meta(meta)
+
+    def set_meta(self, meta: StoreMeta) -> None:
+        """Record `meta` in place of the sidecar's (atomically: the old or the new one)."""
         write_atomically(self.folder / SIDECAR, json.dumps(meta.as_dict(), indent=2) + "\n")
         self._meta = meta
 
@@ -199,6 +203,16 @@ class EdgeEngine:
                     )
                     for p in points
                 ]
+            )
+        )
+
+    def update_dense(self, vectors: dict[str, list[float]]) -> None:
+        """New dense vectors for existing chunk points (id -> vector); the rest unchanged."""
+        import qdrant_edge as q
+
+        self.chunks_shard.update(
+            q.UpdateOperation.update_vectors(
+                [q.PointVectors(point_id, {DENSE: list(v)}) for point_id, v in vectors.items()]
             )
         )
 
