@@ -345,10 +345,17 @@ class Chain:
             self.calibration.record_speed(result.model, speed)
 
     def _check_truncation(self, result: AnswerResult, messages: list[Message]) -> None:
-        if result.prompt_tokens is None or result.partial or result.counted_by != "server":
+        """Learn characters per token from a count of the whole prompt: the server's (which
+        may be a cut, or only the uncached part) or its tokenizer's (always the whole prompt,
+        llama-cpp-python's `/extras/tokenize/count`, without the chat template's few tokens)."""
+        counted = result.counted_by in ("server", "tokenizer")
+        if result.prompt_tokens is None or result.partial or not counted:
             return
         prompt_chars = sum(len(m["content"]) for m in messages)
-        partly_cached = result.prompt_tokens < UNCACHED_SHARE * result.prompt_tokens_estimate
+        partly_cached = (
+            result.counted_by == "server"
+            and result.prompt_tokens < UNCACHED_SHARE * result.prompt_tokens_estimate
+        )
         if partly_cached and not result.truncated:
             return  # likely only the tokens the server did not have cached: not a sample
         if result.truncated:

@@ -233,6 +233,8 @@ def test_streamed_answer_from_the_real_model_is_counted_and_cited(
     assert (result.window, result.window_source) == (CONSERVATIVE_WINDOW, "default")
     assert result.max_tokens == ANSWER_TOKENS
     assert not result.repacked and result.notice is None and not result.truncated
+    # the tokenizer's count of the whole prompt calibrates the estimate
+    assert services.calibration.get(result.model).samples == 1
     # the passages were packed, the harbour's own among them
     assert result.passages and result.context_tokens > 0
     assert [p["n"] for p in result.passages] == list(range(1, len(result.passages) + 1))
