@@ -18,8 +18,10 @@ from ingest.readers.tables import read_csv
 from ingest.readers.text import decode_text, markdown_sections, read_markdown, read_text
 from ingest.readers.web import html_sections, read_html
 from ingest.readers.word import read_docx
+from rag.control_chars import strip_control
 
 __all__ = [
+    "READER_VERSION",
     "ParsedDocument",
     "Section",
     "UnreadableFile",
@@ -29,6 +31,11 @@ __all__ = [
     "read_document",
     "supported_suffixes",
 ]
+
+# Part of the pipeline's signature: raise it when readers change what they read from a file,
+# so the next ingest reads every file again (2: encodings, reading order, notes, slides,
+# boilerplate, running headers, junk).
+READER_VERSION = "readers-2"
 
 TEXT_SUFFIXES = {".txt", ".text", ".log", ".rst"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
@@ -49,10 +56,13 @@ def read_document(path: Path, data: bytes) -> ParsedDocument:
     if reader is None:
         raise UnreadableFile(f"files of type {path.suffix or '(none)'} are not supported")
     parsed = reader(path, data)
+    for section in parsed.sections:
+        section.text = strip_control(section.text)
+        section.headings = [strip_control(heading) for heading in section.headings]
     parsed.sections = [s for s in parsed.sections if s.text.strip()]
     if not parsed.sections:
         raise UnreadableFile("no text could be extracted (a scanned document needs OCR first)")
-    parsed.title = clean_line(parsed.title) or path.stem
+    parsed.title = clean_line(strip_control(parsed.title)) or path.stem
     return parsed
 
 

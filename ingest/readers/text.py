@@ -2,26 +2,85 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
 from ingest.readers.base import ParsedDocument, Section, SectionBuilder, UnreadableFile
+from ingest.readers.junk import drop_junk
+
+# Longest first: the UTF-32 little-endian BOM starts with the UTF-16 one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def decode_text(data: bytes) -> str:
+    """The text of `data`: by its byte-order mark, else UTF-8, else the encoding
+    charset-normalizer finds (Windows-1252 from Notepad's "ANSI", Latin-1, Shift JIS, ...).
+
+    Raises `UnreadableFile` for binary content or bytes no encoding explains.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise UnreadableFile(
+                    f"the file starts with a {encoding.upper()} byte-order mark but is not "
+                    f"{encoding.upper()} text; save it again as UTF-8"
+                ) from None
     if b"\x00" in data[:8192]:
         raise UnreadableFile("binary content behind a text file extension")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    western = _as_windows_1252(data)
+    if western is not None:
+        return western
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
         raise UnreadableFile(
-            f"not valid UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "binary content or an unknown text encoding behind a text file extension; "
             "save it as UTF-8"
-        ) from None
+        )
+    return str(best)
+
+
+# Non-ASCII characters that Windows-1252 text holds: accented letters beside ASCII letters
+# (café, Größe, crème) and typographic punctuation from Word and Notepad.
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_WESTERN = re.compile(r"(?<=[A-Za-z])[\xc0-\xff]|[\xc0-\xff](?=[A-Za-z])|[–—‘’‚“”„…€•™°§£©®±×]")
+
+
+def _as_windows_1252(data: bytes) -> str | None:
+    """`data` as Windows-1252 when that reads as Western European text, else None.
+
+    charset-normalizer alone misreads short Western text: it took "crème brûlée" for
+    Windows-1250 ("crčme brűlée") and a German sentence for Mac Turkish. Other single-byte
+    encodings seen through Windows-1252 give runs of accented letters with no ASCII letter
+    beside them (Cyrillic, Greek) or symbols inside words (Polish in Windows-1250: "za¿ó³æ").
+    """
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:  # five bytes are undefined in Windows-1252
+        return None
+    non_ascii = len(_NON_ASCII.findall(text))
+    if len(_WESTERN.findall(text)) >= 0.8 * non_ascii:
+        return text
+    return None
 
 
 def read_text(path: Path, data: bytes) -> ParsedDocument:
-    return ParsedDocument(path.stem, [Section(decode_text(data))])
+    text, junk_runs = drop_junk(decode_text(data))
+    return ParsedDocument(path.stem, [Section(text)], junk_runs=junk_runs)
 
 
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -29,7 +88,10 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def read_markdown(path: Path, data: bytes) -> ParsedDocument:
-    return markdown_sections(decode_text(data), default_title=path.stem)
+    text, junk_runs = drop_junk(decode_text(data))
+    parsed = markdown_sections(text, default_title=path.stem)
+    parsed.junk_runs = junk_runs
+    return parsed
 
 
 def markdown_sections(text: str, default_title: str) -> ParsedDocument:

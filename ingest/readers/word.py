@@ -5,13 +5,29 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ingest.readers.base import ParsedDocument, SectionBuilder, UnreadableFile, short_reason
+from lxml import etree
+
+from ingest.readers.base import (
+    ParsedDocument,
+    Section,
+    SectionBuilder,
+    UnreadableFile,
+    meaningful_title,
+    short_reason,
+    table_lines,
+)
+
+if TYPE_CHECKING:
+    from docx.table import Table
 
 
 def read_docx(path: Path, data: bytes) -> ParsedDocument:
     import docx
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table
 
     try:
         document = docx.Document(io.BytesIO(data))
@@ -20,22 +36,109 @@ def read_docx(path: Path, data: bytes) -> ParsedDocument:
     except Exception as err:  # zipfile.BadZipFile and lxml errors have no common base
         raise UnreadableFile(f"not a readable DOCX file ({short_reason(err)})") from None
     builder = SectionBuilder()
-    for paragraph in document.paragraphs:
-        style = paragraph.style.name if paragraph.style else ""
+    for block in document.iter_inner_content():  # paragraphs and tables in reading order
+        if isinstance(block, Table):
+            for line in _table_lines(block):
+                builder.add(line + "\n")
+            continue
+        style = block.style.name if block.style else ""
         level = _docx_heading_level(style)
         if level is not None:
             # Only the Title style names the document; a Heading 1 starts a section.
-            builder.heading(level, paragraph.text, can_be_title=style == "Title")
-        elif paragraph.text.strip():
-            builder.add(paragraph.text + "\n")
-    for table in document.tables:
-        for row in table.rows:
-            builder.add(" | ".join(cell.text.strip() for cell in row.cells) + "\n")
+            builder.heading(level, block.text, can_be_title=style == "Title")
+            continue
+        for line in [block.text, *_drawn_texts(block._p)]:
+            if line.strip():
+                builder.add(line + "\n")
     parsed = builder.build(path.stem)
-    core_title = (document.core_properties.title or "").strip()
-    if core_title:
-        parsed.title = core_title
+    parsed.sections = [
+        *_part_sections(document, (RT.HEADER, RT.FOOTER), "Page headers and footers"),
+        *parsed.sections,
+        *_part_sections(document, (RT.FOOTNOTES,), "Footnotes"),
+        *_part_sections(document, (RT.ENDNOTES,), "Endnotes"),
+        *_part_sections(document, (RT.COMMENTS,), "Comments"),
+    ]
+    parsed.title = meaningful_title(document.core_properties.title) or parsed.title
     return parsed
+
+
+_NS = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "wp": "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+}
+# Text boxes and pictures: Word writes a shape twice (DrawingML, and VML in mc:Fallback for
+# old readers), so the fallback copy is skipped.
+_TEXT_BOXES = etree.XPath("./w:r//w:txbxContent[not(ancestor::mc:Fallback)]", namespaces=_NS)
+_ALT_TEXTS = etree.XPath("./w:r//wp:docPr[not(ancestor::mc:Fallback)]/@descr", namespaces=_NS)
+_PARAGRAPHS = etree.XPath(".//w:p[not(ancestor::mc:Fallback)]", namespaces=_NS)
+_NOTES = etree.XPath("./w:footnote|./w:endnote|./w:comment", namespaces=_NS)
+# A paragraph's own runs, also inside hyperlinks, fields and tracked insertions; not the text
+# of text boxes drawn in it.
+_OWN_TEXT = etree.XPath(
+    "./w:r/w:t/text()|./*[not(self::w:r)]//w:r[not(ancestor::w:txbxContent)]/w:t/text()",
+    namespaces=_NS,
+)
+
+
+def _drawn_texts(paragraph: Any) -> list[str]:
+    """Text of the text boxes and alt text of the pictures anchored in a paragraph."""
+    texts = []
+    for box in _TEXT_BOXES(paragraph):
+        texts += [_own_text(p) for p in _PARAGRAPHS(box)]
+    texts += [f"Image: {descr}" for descr in _ALT_TEXTS(paragraph)]
+    return texts
+
+
+def _own_text(paragraph: Any) -> str:
+    return "".join(_OWN_TEXT(paragraph))
+
+
+def _table_lines(table: Table) -> list[str]:
+    """Rows with their column headers; a merged cell read once; nested tables after the row
+    that holds them."""
+    rows: list[list[str]] = []
+    nested: list[list[str]] = []
+    seen: set[int] = set()
+    alive = []  # lxml proxies kept, so that their ids stay theirs while compared
+    for row in table.rows:
+        values = []
+        for cell in row.cells:
+            if id(cell._tc) in seen:  # the same cell again: spanned columns or rows
+                values.append("")
+                continue
+            seen.add(id(cell._tc))
+            alive.append(cell._tc)
+            values.append(" ".join(p.text for p in cell.paragraphs))
+            nested += [_table_lines(inner) for inner in cell.tables]
+        rows.append(values)
+    return table_lines(rows) + [line for lines in nested for line in lines]
+
+
+def _part_sections(document: Any, relations: tuple[str, ...], heading: str) -> list[Section]:
+    """The text of the document's parts of these relation types (each part once, however
+    many sections share it), as one section under `heading`."""
+    seen: set[str] = set()
+    lines: list[str] = []
+    for relation in document.part.rels.values():
+        if relation.reltype not in relations or relation.is_external:
+            continue
+        part = relation.target_part
+        if part.partname in seen:
+            continue
+        seen.add(part.partname)
+        root = etree.fromstring(part.blob)  # parts python-docx has no reader for
+        items = _NOTES(root) or [root]
+        for item in items:
+            if item.get(f"{{{_NS['w']}}}type") in _SEPARATORS:
+                continue
+            text = " ".join(filter(None, map(_own_text, _PARAGRAPHS(item))))
+            if text.strip():
+                lines.append(text)
+    return [Section("\n\n".join(lines), [heading])] if lines else []
+
+
+_SEPARATORS = {"separator", "continuationSeparator", "continuationNotice"}
 
 
 def _docx_heading_level(style_name: str) -> int | None:
