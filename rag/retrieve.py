@@ -83,7 +83,7 @@ class Passage:
 
 
 def place_label(page_kind: str, first: int, last: int) -> str:
-    """"p. 3", "pp. 3-4", "slide 3", "slides 3-4"."""
+    """The place as cited: `p. 3`, `pp. 3-4`, `slide 3`, `slides 3-4`."""
     if page_kind == SLIDE:
         return f"slide {first}" if first == last else f"slides {first}-{last}"
     return f"p. {first}" if first == last else f"pp. {first}-{last}"
