@@ -274,3 +274,51 @@ def test_control_characters_are_removed_from_every_format(tmp_path: Path) -> Non
     path = tmp_path / "page.html"
     path.write_text("<p>Bell\x07 and \x1b[2Jclear screen</p>", encoding="utf-8")
     assert all_text(read(path)) == "Bell and clear screen"
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("\x1b[1;31mred\x1b[0m text", "red text"),
+        ("\x1b]0;new title\x07after", "after"),
+        ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
+        ("bell\x07 nul\x00 del\x7f c1\x9b2J", "bell nul del c1"),
+        ("tab\tand\nline", "tab\tand\nline"),
+    ],
+)
+def test_escape_sequences_and_control_characters_are_removed(raw: str, clean: str) -> None:
+    from rag.control_chars import strip_control
+
+    assert strip_control(raw) == clean
+
+
+def test_rag_ask_prints_no_escape_codes_from_a_stored_passage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rag import cli
+    from rag.retrieve import Passage
+
+    # a store written before ingest cleaned text can still hold them
+    text = "Reset \x1b[2J\x1b]0;pwned\x07the terminal"
+    passage = Passage("d", "a\x1b[8m.txt", "/a.txt", "A", [], None, [0], 0, 9, text, 1.0)
+    cli._print_search([passage], as_json=False)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "Reset the terminal" in out
+
+
+def test_chunks_of_stores_before_slides_read_as_pages() -> None:
+    from rag.store import ChunkRecord
+
+    old = {"doc_id": "d", "path": "a.pdf", "abs_path": "/a.pdf", "dirs": ["/"], "title": "A",
+           "page": 2, "headings": [], "chunk_index": 0, "char_start": 0, "char_end": 1,
+           "doc_hash": "h", "text": "t", "n_tokens": 1}  # fmt: skip
+    assert ChunkRecord.from_payload(old).page_kind == "page"
+
+
+def test_a_new_reader_version_re_reads_every_file(tmp_path: Path) -> None:
+    from ingest import pipeline
+    from tests.ingest_fixtures import make_settings
+
+    settings = make_settings(tmp_path)
+    assert pipeline.READER_VERSION in pipeline.pipeline_signature(settings)

@@ -10,7 +10,7 @@ from ingest.readers.base import ParsedDocument, Section, SectionBuilder, Unreada
 from ingest.readers.junk import drop_junk
 
 # Longest first: the UTF-32 little-endian BOM starts with the UTF-16 one.
-_BOMS = (
+_ENCODING_BY_BOM = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -19,13 +19,16 @@ _BOMS = (
 )
 
 
+BOMS = tuple(bom for bom, _ in _ENCODING_BY_BOM)
+
+
 def decode_text(data: bytes) -> str:
     """The text of `data`: by its byte-order mark, else UTF-8, else the encoding
     charset-normalizer finds (Windows-1252 from Notepad's "ANSI", Latin-1, Shift JIS, ...).
 
     Raises `UnreadableFile` for binary content or bytes no encoding explains.
     """
-    for bom, encoding in _BOMS:
+    for bom, encoding in _ENCODING_BY_BOM:
         if data.startswith(bom):
             try:
                 return data.decode(encoding)
