@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -322,3 +323,40 @@ def test_a_new_reader_version_re_reads_every_file(tmp_path: Path) -> None:
 
     settings = make_settings(tmp_path)
     assert pipeline.READER_VERSION in pipeline.pipeline_signature(settings)
+
+
+def test_ingest_reports_junk_and_stores_slides_as_slides(tmp_path: Path, embedder: Any) -> None:
+    from ingest.pipeline import ingest
+    from rag.retrieve import Passage
+    from rag.store import ScoredChunk
+    from tests.ingest_fixtures import make_settings, snapshot
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "mail-dump.txt").write_text(junk_text(), encoding="utf-8")
+    write_rich_pptx(root / "deck.pptx")
+    settings = make_settings(tmp_path / "store")
+    report = ingest(settings, [root], embedder=embedder)
+    assert report.junk_skipped == [{"path": "mail-dump.txt", "runs": 3}]
+    assert report.as_json()["junk_skipped"] == report.junk_skipped
+    chunks = snapshot(settings).points
+    notes = next(c for c in chunks if PPTX_FACTS["notes"] in c.text)
+    label = Passage.from_scored(ScoredChunk(notes, 1.0)).source_label()
+    assert label == "deck.pptx, slide 3, Speaker notes"
+    assert not any("\x1b" in c.text or len(c.text) > 2000 for c in chunks)
+
+
+def test_docx_tracked_insertions_and_tabs_read_deletions_not(tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document = docx.Document()
+    paragraph = document.add_paragraph("Name")
+    paragraph._p.append(parse_xml(f"<w:r {w}><w:tab/><w:t>Value</w:t></w:r>"))
+    inserted = '<w:t xml:space="preserve"> inserted words</w:t>'
+    deleted = "<w:delText> deleted words</w:delText>"
+    paragraph._p.append(parse_xml(f"<w:ins {w} w:id='1'><w:r>{inserted}</w:r></w:ins>"))
+    paragraph._p.append(parse_xml(f'<w:del {w} w:id="2"><w:r>{deleted}</w:r></w:del>'))
+    document.save(str(tmp_path / "tracked.docx"))
+    assert all_text(read(tmp_path / "tracked.docx")) == "Name Value inserted words"

@@ -45,9 +45,9 @@ def read_docx(path: Path, data: bytes) -> ParsedDocument:
         level = _docx_heading_level(style)
         if level is not None:
             # Only the Title style names the document; a Heading 1 starts a section.
-            builder.heading(level, block.text, can_be_title=style == "Title")
+            builder.heading(level, _own_text(block._p), can_be_title=style == "Title")
             continue
-        for line in [block.text, *_drawn_texts(block._p)]:
+        for line in [_own_text(block._p), *_drawn_texts(block._p)]:
             if line.strip():
                 builder.add(line + "\n")
     parsed = builder.build(path.stem)
@@ -73,12 +73,21 @@ _TEXT_BOXES = etree.XPath("./w:r//w:txbxContent[not(ancestor::mc:Fallback)]", na
 _ALT_TEXTS = etree.XPath("./w:r//wp:docPr[not(ancestor::mc:Fallback)]/@descr", namespaces=_NS)
 _PARAGRAPHS = etree.XPath(".//w:p[not(ancestor::mc:Fallback)]", namespaces=_NS)
 _NOTES = etree.XPath("./w:footnote|./w:endnote|./w:comment", namespaces=_NS)
-# A paragraph's own runs, also inside hyperlinks, fields and tracked insertions; not the text
-# of text boxes drawn in it.
+# A paragraph's own runs, also inside hyperlinks, fields, content controls and tracked
+# insertions (deletions are w:delText); not the text of text boxes drawn in it.
+_RUN_PARTS = "w:t|w:tab|w:br|w:cr|w:noBreakHyphen"
 _OWN_TEXT = etree.XPath(
-    "./w:r/w:t/text()|./*[not(self::w:r)]//w:r[not(ancestor::w:txbxContent)]/w:t/text()",
+    "|".join(
+        [f"./w:r/{part}" for part in _RUN_PARTS.split("|")]
+        + [
+            f"./*[not(self::w:r)]//w:r[not(ancestor::w:txbxContent)]/{part}"
+            for part in _RUN_PARTS.split("|")
+        ]
+    ),
     namespaces=_NS,
 )
+_TEXT_TAG = f"{{{_NS['w']}}}t"
+_HYPHEN_TAG = f"{{{_NS['w']}}}noBreakHyphen"
 
 
 def _drawn_texts(paragraph: Any) -> list[str]:
@@ -91,7 +100,13 @@ def _drawn_texts(paragraph: Any) -> list[str]:
 
 
 def _own_text(paragraph: Any) -> str:
-    return "".join(_OWN_TEXT(paragraph))
+    parts = []
+    for node in _OWN_TEXT(paragraph):
+        if node.tag == _TEXT_TAG:
+            parts.append(node.text or "")
+        else:
+            parts.append("-" if node.tag == _HYPHEN_TAG else " ")
+    return "".join(parts)
 
 
 def _table_lines(table: Table) -> list[str]:
