@@ -81,6 +81,7 @@ DOCX_FACTS = {
     "text_box": "Boxed warning: cranes stop at wind force 7.",
     "comment": "Reviewer asks to confirm the night rate.",
     "alt_text": "Photo of crane number four at the quay",
+    "content_control": "Content control: deliveries go to pier 4.",
 }
 
 
@@ -124,6 +125,11 @@ def write_rich_docx(path: Path) -> Path:
     document.add_section()  # its header and footer are linked to the first: read once
     document.add_heading("Support", level=1)
     document.add_paragraph(facts["support"])
+    control = parse_xml(
+        f'<w:sdt xmlns:w="{W_NS}"><w:sdtPr/><w:sdtContent><w:p><w:r>'
+        f"<w:t>{facts['content_control']}</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+    )
+    document.element.body.sectPr.addprevious(control)
     for kind, content_type, relation, text in (
         ("footnote", CT.WML_FOOTNOTES, RT.FOOTNOTES, facts["footnote"]),
         ("endnote", CT.WML_ENDNOTES, RT.ENDNOTES, facts["endnote"]),
@@ -188,6 +194,7 @@ HTML_PAGE = """<!doctype html>
 <div class="lead">The festival opens on the first Saturday of June at the old quay.</div>
 <h2>Programme</h2>
 <p>Boat parades start at noon and the lantern walk at nine.</p>
+<img src="map.png" alt="Map of the festival grounds"><img src="x.gif" alt="">
 <div>Entry is free for children under twelve.<div>Dogs must be kept on a lead.</div></div>
 <h2>Prices</h2>
 <table><thead><tr><th>Ticket</th><th>Price</th></tr></thead>
@@ -246,6 +253,7 @@ def write_running_header_pdf(path: Path, title: str = "untitled") -> Path:
     return path
 
 
+PDF_COMMENT = "Check the permit number against the register."
 PDF_FORM_FIELDS = {"applicant": "Ingrid Solberg", "permit_no": "HX-4471"}
 
 
@@ -281,6 +289,17 @@ def write_form_pdf(path: Path) -> Path:
         reference = writer._add_object(field)
         fields.append(reference)
         annotations.append(reference)
+    note = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Text"),
+            NameObject("/Contents"): TextStringObject(PDF_COMMENT),
+            NameObject("/Rect"): ArrayObject(
+                [FloatObject(400), FloatObject(700), FloatObject(420), FloatObject(720)]
+            ),
+        }
+    )
+    annotations.append(writer._add_object(note))
     writer.pages[0][NameObject("/Annots")] = annotations
     writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): fields})
     with path.open("wb") as handle:

@@ -18,6 +18,7 @@ from tests.fidelity_fixtures import (
     HTML_PAGE,
     JUNK_PROSE,
     PDF_BODY,
+    PDF_COMMENT,
     PDF_FORM_FIELDS,
     PDF_RUNNING_HEADER,
     PPTX_FACTS,
@@ -152,6 +153,10 @@ def test_docx_notes_and_comments_are_read_and_marked(
     assert occurrences(docx_parsed, DOCX_FACTS[key]) == 1
 
 
+def test_docx_content_controls_are_read(docx_parsed: ParsedDocument) -> None:
+    assert one_section_with(docx_parsed, DOCX_FACTS["content_control"]).headings == ["Support"]
+
+
 @pytest.mark.parametrize("key", ["text_box", "alt_text"])
 def test_docx_text_boxes_and_alt_text_read_once_where_they_stand(
     docx_parsed: ParsedDocument, key: str
@@ -216,6 +221,7 @@ def test_html_boilerplate_is_not_content(tmp_path: Path, page: str) -> None:
     assert one_section_with(parsed, "opens on the first Saturday of June").headings == []
     for words in ("Entry is free for children under twelve.", "Dogs must be kept on a lead."):
         assert one_section_with(parsed, words).headings == ["Programme"]
+    assert one_section_with(parsed, "Image: Map of the festival grounds").headings == ["Programme"]
     prices = one_section_with(parsed, "Family pass")
     assert prices.headings == ["Prices"]
     assert "Ticket: Adult day pass; Price: 15 EUR" in prices.text
@@ -252,10 +258,11 @@ def test_pdf_real_metadata_title_is_kept(tmp_path: Path) -> None:
     assert read(path).title == "Harbour Service Agreement"
 
 
-def test_pdf_form_fields_are_read(tmp_path: Path) -> None:
+def test_pdf_form_fields_and_comments_are_read(tmp_path: Path) -> None:
     parsed = read(write_form_pdf(tmp_path / "permit.pdf"))
     for name, value in PDF_FORM_FIELDS.items():
         assert one_section_with(parsed, f"{name}: {value}").page == 1
+    assert one_section_with(parsed, f"Comment: {PDF_COMMENT}").page == 1
 
 
 # -- junk -------------------------------------------------------------------------------------

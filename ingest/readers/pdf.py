@@ -1,6 +1,7 @@
 """PDF text layers: one section per page, ligatures and other compatibility characters
 normalized (NFKC), running headers and footers kept once and page numbers dropped, filled
-form fields read on their page; a placeholder metadata title ("untitled") ignored."""
+form fields and comments (annotations) read on their page; a placeholder metadata title
+("untitled") ignored."""
 
 from __future__ import annotations
 
@@ -108,13 +109,25 @@ def _line_key(line: str) -> str:
 # -- form fields ------------------------------------------------------------------------------
 
 
+# Annotations whose /Contents a person wrote: sticky notes, text boxes, marked-up text.
+_COMMENT_TYPES = {
+    "/Text", "/FreeText", "/Highlight", "/Underline", "/StrikeOut", "/Squiggly", "/Square",
+    "/Circle", "/Ink", "/Stamp",
+}  # fmt: skip
+
+
 def _form_fields(reader: Any) -> tuple[dict[int, list[str]], list[str]]:
-    """Filled fields as `name: value` lines by page number, and those on no page."""
+    """Filled fields as `name: value` lines and comments as `Comment: ...` lines by page
+    number, and the filled fields on no page."""
     by_page: dict[int, list[str]] = {}
     placed: set[str] = set()
     for number, page in enumerate(reader.pages, start=1):
         for annotation in page.get("/Annots") or []:
             widget = annotation.get_object()
+            if widget.get("/Subtype") in _COMMENT_TYPES and widget.get("/Contents"):
+                comment = " ".join(str(widget["/Contents"]).split())
+                by_page.setdefault(number, []).append(f"Comment: {comment}")
+                continue
             if widget.get("/Subtype") != "/Widget":
                 continue
             name, value = _field_name(widget), _field_value(widget)

@@ -48,6 +48,7 @@ _BOILERPLATE_NAME = re.compile(
     re.IGNORECASE,
 )
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_FILE_NAME = re.compile(r"\S+\.(?:png|jpe?g|gif|svg|webp|bmp|ico)", re.IGNORECASE)
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
@@ -149,6 +150,11 @@ class _Blocks:
                     for line in _table_lines(element):
                         self.builder.add(line + "\n")
                     walk.skip_subtree()
+                elif tag == "img":
+                    alt = clean_line(element.get("alt") or "")
+                    if alt and not _FILE_NAME.fullmatch(alt):
+                        self.flush()
+                        self.builder.add(f"Image: {alt}\n")
                 elif tag == "pre":
                     self.flush()
                     self.builder.add(element.text_content().strip("\n") + "\n")

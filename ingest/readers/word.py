@@ -20,7 +20,10 @@ from ingest.readers.base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 
 def read_docx(path: Path, data: bytes) -> ParsedDocument:
@@ -36,7 +39,7 @@ def read_docx(path: Path, data: bytes) -> ParsedDocument:
     except Exception as err:  # zipfile.BadZipFile and lxml errors have no common base
         raise UnreadableFile(f"not a readable DOCX file ({short_reason(err)})") from None
     builder = SectionBuilder()
-    for block in document.iter_inner_content():  # paragraphs and tables in reading order
+    for block in _body_blocks(document.element.body, document._body):
         if isinstance(block, Table):
             for line in _table_lines(block):
                 builder.add(line + "\n")
@@ -60,6 +63,26 @@ def read_docx(path: Path, data: bytes) -> ParsedDocument:
     ]
     parsed.title = meaningful_title(document.core_properties.title) or parsed.title
     return parsed
+
+
+def _body_blocks(container: Any, parent: Any) -> Iterator[Paragraph | Table]:
+    """Paragraphs and tables in reading order, like python-docx's `iter_inner_content`, and
+    also those inside block-level content controls (w:sdt: cover pages, tables of contents,
+    form sections) and custom XML, which it skips."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in container.iterchildren():
+        if child.tag == _W_P:
+            yield Paragraph(child, parent)
+        elif child.tag == _W_TBL:
+            yield Table(child, parent)
+        elif child.tag == _W_SDT:
+            content = child.find(_W_SDT_CONTENT)
+            if content is not None:
+                yield from _body_blocks(content, parent)
+        elif child.tag == _W_CUSTOM_XML:
+            yield from _body_blocks(child, parent)
 
 
 _NS = {
@@ -87,6 +110,9 @@ _OWN_TEXT = etree.XPath(
     namespaces=_NS,
 )
 _TEXT_TAG = f"{{{_NS['w']}}}t"
+_W_P, _W_TBL, _W_SDT, _W_SDT_CONTENT, _W_CUSTOM_XML = (
+    f"{{{_NS['w']}}}{name}" for name in ("p", "tbl", "sdt", "sdtContent", "customXml")
+)
 _HYPHEN_TAG = f"{{{_NS['w']}}}noBreakHyphen"
 
 
