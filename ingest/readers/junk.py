@@ -20,7 +20,9 @@ _HEX_DUMP = re.compile(
     r"(?:^[0-9a-fA-F]{6,8}:?(?:[ \t]+[0-9a-fA-F]{2,8}){4,}[^\n]*(?:\n|\Z)){4,}", re.M
 )
 # Binary bytes decoded as text: eight or more control or replacement characters close together.
-_BINARY = re.compile(r"(?:[^\n]{0,8}?[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]){8,}")
+_BINARY = re.compile(
+    r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd](?:[^\n]{0,8}?[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]){7,}"
+)
 _SUSPECT = re.compile(r"[A-Za-z0-9+/=_-]{40}|[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
 
 
