@@ -228,6 +228,17 @@ def test_html_boilerplate_is_not_content(tmp_path: Path, page: str) -> None:
     assert "Ticket: Family pass; Price: 40 EUR" in prices.text
 
 
+def test_html_page_classes_do_not_hide_the_page(tmp_path: Path) -> None:
+    path = tmp_path / "wordpress.html"
+    path.write_text(
+        '<body class="home has-sidebar cookies-not-set"><div class="site">'
+        '<div class="entry"><p>The ferry leaves at nine.</p></div>'
+        '<div class="sidebar">Recent posts</div></div></body>',
+        encoding="utf-8",
+    )
+    assert all_text(read(path)) == "The ferry leaves at nine."
+
+
 # -- PDF --------------------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ _BOILERPLATE_NAME = re.compile(
     r"modal|masthead|site-header)(?:$|[\s_-])",
     re.IGNORECASE,
 )
+_CONTAINERS = {"html", "body", "main", "article"}
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _FILE_NAME = re.compile(r"\S+\.(?:png|jpe?g|gif|svg|webp|bmp|ico)", re.IGNORECASE)
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -118,6 +119,8 @@ def _is_boilerplate(element: Any) -> bool:
         return True
     if tag == "header" and element.find(".//h1") is None:
         return True
+    if tag in _CONTAINERS:  # their class names describe the page ("has-sidebar"), not them
+        return False
     names = f"{element.get('class') or ''} {element.get('id') or ''}"
     return _BOILERPLATE_NAME.search(names) is not None
 
