@@ -26,7 +26,7 @@ from ingest.walk import FoundFile, find_files
 from rag.embeddings import Embedder
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
-from rag.store import ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
+from rag.store import PAGE, ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
 from rag.store.reembed import kind_differs, reembed_store
 from rag.store.upkeep import INDEX_MIN_CHUNKS, build_index
 
@@ -70,7 +70,7 @@ class _Pending:
     previous: DocRecord | None
     chunks: list[Chunk]
     remaining: int
-    page_kind: str = "page"
+    page_kind: str = PAGE
 
 
 ProgressHook = Callable[[str, int, int], None]  # (file shown, files done, chunks written)
