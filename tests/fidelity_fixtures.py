@@ -150,12 +150,15 @@ PPTX_FACTS = {
     "group_b": "Nested group: crew roster",
     "notes": "Remember to demo the booking screen.",
     "alt_text": "Chart of bookings by month",
+    "chart": "Bookings per quarter",
 }
 
 
 def write_rich_pptx(path: Path) -> Path:
     """Slide 1: title and text; slide 2: only a table; slide 3: groups, notes and a picture."""
     from pptx import Presentation
+    from pptx.chart.data import CategoryChartData
+    from pptx.enum.chart import XL_CHART_TYPE
     from pptx.util import Inches
 
     facts = PPTX_FACTS
@@ -176,6 +179,14 @@ def write_rich_pptx(path: Path) -> Path:
     picture = third.shapes.add_picture(io.BytesIO(_png()), Inches(5), Inches(1))
     picture._element.nvPicPr.cNvPr.set("descr", facts["alt_text"])
     third.notes_slide.notes_text_frame.text = facts["notes"]
+    data = CategoryChartData()
+    data.categories = ["Q1", "Q2"]
+    data.add_series("Bookings", (12, 30))
+    chart = third.shapes.add_chart(
+        XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(1), Inches(4), Inches(4), Inches(2), data
+    ).chart
+    chart.has_title = True
+    chart.chart_title.text_frame.text = facts["chart"]
     deck.save(str(path))
     return path
 

@@ -65,6 +65,7 @@ def occurrences(parsed: ParsedDocument, words: str) -> int:
         ("latin1.txt", "Café au lait, crème brûlée.", "latin-1"),
         ("powershell.txt", UTF16_TEXT, "utf-16"),  # with a BOM, little-endian
         ("unicode-text.txt", UTF16_TEXT, "utf-16-be-bom"),
+        ("no-bom.txt", UTF16_TEXT, "utf-16-le"),
         ("bom.md", CP1252_MARKDOWN, "utf-8-sig"),
         ("de.txt", "Größe der Maßnahme: äußerst wichtig.", "cp1252"),
         (
@@ -184,7 +185,7 @@ def test_pptx_slide_with_only_a_table(pptx_parsed: ParsedDocument) -> None:
     assert f"Value: {PPTX_FACTS['table_cell']}" in section.text
 
 
-@pytest.mark.parametrize("key", ["group_a", "group_b", "alt_text"])
+@pytest.mark.parametrize("key", ["group_a", "group_b", "alt_text", "chart"])
 def test_pptx_groups_and_pictures(pptx_parsed: ParsedDocument, key: str) -> None:
     assert one_section_with(pptx_parsed, PPTX_FACTS[key]).page == 3
 

@@ -1,6 +1,6 @@
-"""PowerPoint decks (PPTX): one section per slide (its place is the slide number), its title as
-the heading; text frames, tables and pictures' alt text, also inside groups; speaker notes in a
-section of their own under "Speaker notes"."""
+"""PowerPoint decks (PPTX): one section per slide (its place is the slide number), its title
+as the heading; text frames, tables, chart titles and pictures' alt text, also inside groups;
+speaker notes in a section of their own under "Speaker notes"."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def _shape_texts(shapes: Any, skip_id: int | None) -> Iterator[str]:
             yield shape.text_frame.text
         elif getattr(shape, "has_table", False):
             yield "\n".join(_table_lines(shape.table))
+        elif getattr(shape, "has_chart", False) and shape.chart.has_title:
+            chart_title = shape.chart.chart_title
+            if chart_title.has_text_frame and chart_title.text_frame.text.strip():
+                yield f"Chart: {chart_title.text_frame.text.strip()}"
         descr = _alt_text(shape)
         if descr:
             yield f"Image: {descr}"

@@ -38,7 +38,10 @@ def decode_text(data: bytes) -> str:
                     f"{encoding.upper()} text; save it again as UTF-8"
                 ) from None
     if b"\x00" in data[:8192]:
-        raise UnreadableFile("binary content behind a text file extension")
+        text = _utf16_without_bom(data)
+        if text is None:
+            raise UnreadableFile("binary content behind a text file extension")
+        return text
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -55,6 +58,20 @@ def decode_text(data: bytes) -> str:
             "save it as UTF-8"
         )
     return str(best)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text written without a byte-order mark: mostly Latin text has a zero byte in
+    nearly every other position (the high byte of each character), binary files do not."""
+    sample = data[:4096]
+    even, odd = sample[0::2], sample[1::2]
+    for zeros, other, encoding in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if zeros.count(0) >= 0.9 * len(zeros) and other.count(0) <= 0.02 * len(other):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 # Non-ASCII characters that Windows-1252 text holds: accented letters beside ASCII letters
