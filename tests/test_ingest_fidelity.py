@@ -336,12 +336,21 @@ def test_chunks_of_stores_before_slides_read_as_pages() -> None:
     assert ChunkRecord.from_payload(old).page_kind == "page"
 
 
-def test_a_new_reader_version_re_reads_every_file(tmp_path: Path) -> None:
+def test_a_new_reader_version_re_reads_every_file(
+    tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ingest import pipeline
     from tests.ingest_fixtures import make_settings
 
-    settings = make_settings(tmp_path)
-    assert pipeline.READER_VERSION in pipeline.pipeline_signature(settings)
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n\nThe pier opens at six.\n", encoding="utf-8")
+    settings = make_settings(tmp_path / "store")
+    assert pipeline.ingest(settings, [root], embedder=embedder).added == 1
+    assert pipeline.ingest(settings, [root], embedder=embedder).unchanged == 1
+    monkeypatch.setattr(pipeline, "READER_VERSION", "readers-next")
+    again = pipeline.ingest(settings, [root], embedder=embedder)
+    assert again.updated == 1 and again.unchanged == 0
 
 
 def test_ingest_reports_junk_and_stores_slides_as_slides(tmp_path: Path, embedder: Any) -> None:
