@@ -95,6 +95,8 @@ def run_ingest(services: Services, args: argparse.Namespace) -> int:
     print(_summary(report))
     for failure in report.failed:
         print(f"  failed: {failure['path']}: {failure['reason']}", file=sys.stderr)
+    for junk in report.junk_skipped:
+        print(f"  skipped {junk['runs']} run(s) of encoded or binary data in {junk['path']}")
     if report.gone:
         print(
             f"{len(report.gone)} document(s) are gone from the folder but still in the "

@@ -21,12 +21,12 @@ from typing import Any
 
 from ingest import writer
 from ingest.chunking import Chunk, ChunkLimits, chunk_document
-from ingest.readers import UnreadableFile, read_document
+from ingest.readers import READER_VERSION, UnreadableFile, read_document
 from ingest.walk import FoundFile, find_files
 from rag.embeddings import Embedder
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
-from rag.store import ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
+from rag.store import PAGE, ChunkPoint, ChunkRecord, DocRecord, Store, doc_id_for, open_store
 from rag.store.reembed import kind_differs, reembed_store
 from rag.store.upkeep import INDEX_MIN_CHUNKS, build_index
 
@@ -47,11 +47,13 @@ class IngestReport:
     seconds: float = 0.0  # reading, chunking, embedding and writing
     index_seconds: float = 0.0  # building the embedded store's search index afterwards
     gone: list[str] = field(default_factory=list)  # missing files kept because --prune was off
+    # files with runs of base64, hex or binary data left out: {"path", "runs"}
+    junk_skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         keys = (
             "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
-            "seconds", "index_seconds",
+            "seconds", "index_seconds", "junk_skipped",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -68,14 +70,18 @@ class _Pending:
     previous: DocRecord | None
     chunks: list[Chunk]
     remaining: int
+    page_kind: str = PAGE
 
 
 ProgressHook = Callable[[str, int, int], None]  # (file shown, files done, chunks written)
 
 
 def pipeline_signature(settings: Settings) -> str:
-    """What, besides a file's bytes, decides its chunks: changing it re-ingests everything."""
-    return f"v1|{settings.embed_model}|{settings.chunk_size}|{settings.chunk_overlap}"
+    """What, besides a file's bytes, decides its chunks: changing it re-ingests everything
+    (a new `READER_VERSION` makes the next ingest read every file again)."""
+    return (
+        f"v1|{READER_VERSION}|{settings.embed_model}|{settings.chunk_size}|{settings.chunk_overlap}"
+    )
 
 
 def version_hash(data: bytes, settings: Settings) -> str:
@@ -203,7 +209,9 @@ class _Run:
             ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
             pending_gc=True,
         )
-        pending = _Pending(found, record, previous, chunks, remaining=len(chunks))
+        if parsed.junk_runs:
+            self.report.junk_skipped.append({"path": found.rel, "runs": parsed.junk_runs})
+        pending = _Pending(found, record, previous, chunks, len(chunks), parsed.page_kind)
         self._writer().put(writer.Begin(record, previous))
         if previous is None:
             self.report.added += 1
@@ -267,6 +275,7 @@ class _Run:
             dirs=tuple(_ancestors(pending.found.path)),
             title=record.title,
             page=chunk.page,
+            page_kind=pending.page_kind,
             headings=tuple(chunk.headings),
             chunk_index=chunk.index,
             char_start=chunk.char_start,

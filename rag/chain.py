@@ -412,6 +412,7 @@ def passage_record(number: int, passage: Passage) -> dict[str, Any]:
         "abs_path": passage.abs_path,
         "title": passage.title,
         "page": passage.page,
+        "page_kind": passage.page_kind,
         "headings": passage.headings,
         "chunk_indexes": passage.chunk_indexes,
         "score": round(passage.score, 4),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.control_chars import strip_control
 from rag.errors import EXIT_ERROR, ServerUnreachableError, run_reporting_errors
 from rag.models import list_model_facts, model_row
 from rag.retrieve import SearchFilters
@@ -111,7 +112,7 @@ def run_ask(args: argparse.Namespace, services: Services) -> int:
                 if isinstance(event, AnswerResult):
                     result = event
                 elif not args.json:
-                    print(event, end="", flush=True)
+                    print(strip_control(event), end="", flush=True)
         except ServerUnreachableError as err:
             # No model to answer, but the passages can still be found.
             print(err, file=sys.stderr)
@@ -132,8 +133,8 @@ def _print_search(passages: list[Any], as_json: bool) -> int:
         print(json.dumps([passage_record(n, p) for n, p in enumerate(passages, 1)], indent=2))
         return 0
     for n, passage in enumerate(passages[:8], 1):
-        print(f"[{n}] {passage.source_label()}  (score {passage.score:.3f})")
-        print(f"    {' '.join(passage.text.split())[:300]}")
+        print(strip_control(f"[{n}] {passage.source_label()}  (score {passage.score:.3f})"))
+        print(f"    {' '.join(strip_control(passage.text).split())[:300]}")
     return 0
 
 
@@ -150,7 +151,7 @@ def _print_answer_footer(result: Any) -> None:
         print(f"Note: the answer reached its limit of {result.max_tokens:,} tokens and stopped "
               "(KB_ANSWER_TOKENS).", file=sys.stderr)  # fmt: skip
     for line in citation_lines(result):
-        print(line)
+        print(strip_control(line))  # sources and sentences come from documents and the model
     print(f"({answer_figures(result)})")
 
 

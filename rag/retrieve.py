@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from rag.embeddings import Embedder
 from rag.sparse import Bm25Encoder
-from rag.store import ChunkFilter, ScoredChunk, Store
+from rag.store import PAGE, SLIDE, ChunkFilter, ScoredChunk, Store
 from rag.store.reembed import check_query_embedder
 
 
@@ -50,6 +50,7 @@ class Passage:
     text: str
     score: float
     pages: list[int] = field(default_factory=list)
+    page_kind: str = PAGE  # what `page` and `pages` count: PAGE or SLIDE
 
     @classmethod
     def from_scored(cls, scored: ScoredChunk) -> Passage:
@@ -67,17 +68,25 @@ class Passage:
             text=c.text,
             score=float(scored.score),
             pages=[c.page] if c.page is not None else [],
+            page_kind=c.page_kind,
         )
 
     def source_label(self) -> str:
-        """`path, p. 3, Heading > Sub` — how a passage is named in the prompt and the UI."""
+        """`path, p. 3, Heading > Sub` (`slide 3` in a deck) — how a passage is named in the
+        prompt and the UI."""
         parts = [self.path]
         if self.pages:
-            first, last = min(self.pages), max(self.pages)
-            parts.append(f"p. {first}" if first == last else f"pp. {first}-{last}")
+            parts.append(place_label(self.page_kind, min(self.pages), max(self.pages)))
         if self.headings:
             parts.append(" > ".join(self.headings))
         return ", ".join(parts)
+
+
+def place_label(page_kind: str, first: int, last: int) -> str:
+    """The place as cited: `p. 3`, `pp. 3-4`, `slide 3`, `slides 3-4`."""
+    if page_kind == SLIDE:
+        return f"slide {first}" if first == last else f"slides {first}-{last}"
+    return f"p. {first}" if first == last else f"pp. {first}-{last}"
 
 
 class Retriever:

@@ -27,7 +27,7 @@ from tests.ingest_fixtures import (
 MAX_FILE_MB = 0.2  # 200 KiB: every good file is below it, huge.txt above
 REPORT_KEYS = {
     "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
-    "seconds", "index_seconds",
+    "seconds", "index_seconds", "junk_skipped",
 }  # fmt: skip
 
 
@@ -39,6 +39,10 @@ GOOD = {
     "sub dir/ünïcode — dash.html": "<html><body><p>Unicode folders are fine.</p></body></html>",
 }
 
+# Not UTF-8, read all the same (Windows-1252 and Latin-1 are decoded, not refused).
+LEGACY = {"latin1.txt": "Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.".encode("latin-1")}
+READABLE = [*GOOD, *LEGACY]
+
 # file name -> a word the one-line reason must contain
 EXPECTED_FAILURES = {
     "encrypted.pdf": "encrypted",
@@ -48,7 +52,6 @@ EXPECTED_FAILURES = {
     "empty.txt": "empty",
     "blank.md": "empty",
     "huge.txt": "KB_MAX_FILE_MB",
-    "latin1.txt": "UTF-8",
     "pipe.txt": "not a regular file",
     "broken-link.md": "cannot be read",
     "huge-field.csv": "CSV",
@@ -68,7 +71,8 @@ def build_bad_corpus(root: Path) -> Path:
     (root / "empty.txt").write_bytes(b"")
     (root / "blank.md").write_text("  \n\n \t\n", encoding="utf-8")
     (root / "huge.txt").write_text("A long line of text. " * 12_000, encoding="utf-8")
-    (root / "latin1.txt").write_bytes("Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.".encode("latin-1"))
+    for rel, data in LEGACY.items():
+        (root / rel).write_bytes(data)
     os.mkfifo(root / "pipe.txt")
     (root / "broken-link.md").symlink_to(root / "does-not-exist.md")
     (root / "huge-field.csv").write_text('name,notes\nx,"' + "y" * 140_000 + '"\n')
@@ -93,12 +97,12 @@ def test_bad_files_are_reported_and_the_rest_is_ingested(
     settings = make_settings(tmp_path / "store", max_file_mb=MAX_FILE_MB)
     report = ingest(settings, [root], embedder=embedder)
     check_failures(report, root)
-    assert report.added == len(GOOD)
+    assert report.added == len(READABLE)
     snap = snapshot(settings)
-    assert_store_consistent(snap, {str((root / rel).resolve()) for rel in GOOD})
-    assert sorted(r.path for r in snap.records) == sorted(GOOD)
+    assert_store_consistent(snap, {str((root / rel).resolve()) for rel in READABLE})
+    assert sorted(r.path for r in snap.records) == sorted(READABLE)
     texts = " ".join(p.payload["text"] for p in snap.points)
-    for word in ("tides", "kelp", "crème", "otters", "Unicode folders"):
+    for word in ("tides", "kelp", "crème", "otters", "Unicode folders", "brûlée"):
         assert word in texts
 
 
@@ -106,9 +110,9 @@ def test_failed_files_are_retried_on_the_next_run(tmp_path: Path, embedder: Embe
     root = build_bad_corpus(tmp_path / "corpus")
     settings = make_settings(tmp_path / "store", max_file_mb=MAX_FILE_MB)
     ingest(settings, [root], embedder=embedder)
-    (root / "latin1.txt").write_text("Now valid UTF-8: café.", encoding="utf-8")
+    (root / "empty.txt").write_text("Not empty any more: café.", encoding="utf-8")
     again = ingest(settings, [root], embedder=embedder)
-    assert again.added == 1 and again.unchanged == len(GOOD)
+    assert again.added == 1 and again.unchanged == len(READABLE)
     assert len(again.failed) == len(EXPECTED_FAILURES) - 1
 
 
@@ -155,7 +159,7 @@ def test_cli_exits_1_and_writes_the_json_report(
     assert code == 1
     data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert set(data) == REPORT_KEYS
-    assert data["added"] == len(GOOD) and data["chunks_written"] == len(GOOD)
+    assert data["added"] == len(READABLE) and data["chunks_written"] == len(READABLE)
     assert {Path(f["path"]).name for f in data["failed"]} == set(EXPECTED_FAILURES)
     assert all(set(f) == {"path", "reason"} for f in data["failed"])
     assert f"{len(EXPECTED_FAILURES)} failed" in out
@@ -189,6 +193,6 @@ def test_cli_in_a_subprocess_reports_without_traceback_or_progress_bar(tmp_path:
     lines = done.stderr.splitlines()
     assert len(lines) == len(EXPECTED_FAILURES), done.stderr
     assert all(line.startswith("  failed: ") for line in lines)
-    assert f"{len(GOOD)} added" in done.stdout
+    assert f"{len(READABLE)} added" in done.stdout
     data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert set(data) == REPORT_KEYS and len(data["failed"]) == len(EXPECTED_FAILURES)

@@ -115,6 +115,8 @@ def test_pptx_slides_are_pages_with_their_title_as_heading(corpus: Ingested) -> 
     chunks = corpus.chunks("pptx")
     assert corpus.record("pptx").title == "Season Briefing"
     assert [(c["page"], c["headings"]) for c in chunks] == [(1, ["Arrival"]), (2, ["Departure"])]
+    assert {c["page_kind"] for c in chunks} == {"slide"}
+    assert {c["page_kind"] for c in corpus.chunks("pdf")} == {"page"}
     assert chunks[0]["text"] == "Arrivals are met at the jetty by the station leader."
 
 

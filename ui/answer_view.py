@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from rag.chain import AnswerResult
-from rag.retrieve import Passage
+from rag.retrieve import Passage, place_label
 from rag.settings import Settings, env_name
 from ui.models_choice import model_label
 from ui.plain import escape_markdown, show_caption, show_text
@@ -97,7 +97,8 @@ def show_passage(record: dict[str, Any], cited: bool | str) -> None:
     text. `cited` is the citation's kind (`written`, `attributed`), or a bool."""
     label = f"[{record['n']}] {record['path']}"
     if record.get("page") is not None:
-        label += f", p. {record['page']}"
+        page = record["page"]
+        label += ", " + place_label(record.get("page_kind") or "page", page, page)
     if record.get("headings"):
         label += " — " + " > ".join(record["headings"])
     how = CITATION_MARKS.get(cited, "cited") if isinstance(cited, str) else "cited"

@@ -28,7 +28,9 @@ from rag.store.core import (
 from rag.store.records import (
     CHUNK_KEYS,
     DENSE,
+    PAGE,
     SCHEMA_VERSION,
+    SLIDE,
     SPARSE,
     TEXT_FIELD,
     ChunkFilter,
@@ -46,8 +48,10 @@ from rag.store.upkeep import disk_bytes
 __all__ = [
     "CHUNK_KEYS",
     "DENSE",
+    "PAGE",
     "REMOVED_HASH",
     "SCHEMA_VERSION",
+    "SLIDE",
     "SPARSE",
     "TEXT_FIELD",
     "ChunkFilter",

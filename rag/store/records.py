@@ -14,6 +14,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 TEXT_FIELD = "text"
 SCHEMA_VERSION = 2  # 1: qdrant-client collection metadata; 2: the same records, sidecar file
+PAGE, SLIDE = "page", "slide"  # the kinds of place `ChunkRecord.page` counts
 _ID_NAMESPACE = uuid.UUID("6f2b1d4e-5c1a-4f7e-9a51-3c9d2f0b8e11")
 
 
@@ -64,6 +65,7 @@ class ChunkRecord:
     doc_hash: str
     text: str
     n_tokens: int
+    page_kind: str = PAGE  # what `page` counts: PAGE or SLIDE (stores before it: pages)
 
     @property
     def id(self) -> str:
@@ -72,6 +74,7 @@ class ChunkRecord:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ChunkRecord:
         values = {f.name: payload.get(f.name) for f in fields(cls)}
+        values["page_kind"] = payload.get("page_kind") or PAGE
         values["dirs"] = tuple(payload.get("dirs") or ())
         values["headings"] = tuple(payload.get("headings") or ())
         return cls(**values)

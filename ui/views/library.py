@@ -99,6 +99,12 @@ def show_report(report: IngestReport) -> None:
     if report.failed:
         st.warning(f"{len(report.failed)} files could not be ingested:")
         st.dataframe(report.failed, hide_index=True)
+    if report.junk_skipped:
+        st.caption(
+            f"Runs of encoded or binary data (base64, hex, binary bytes) were left out of "
+            f"{len(report.junk_skipped)} files:"
+        )
+        st.dataframe(report.junk_skipped, hide_index=True)
     if report.gone:
         st.caption(
             f"{len(report.gone)} documents' files are gone; ingest their folder with "
