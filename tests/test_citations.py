@@ -103,12 +103,12 @@ def test_neutralize_leaves_ordinary_text_alone() -> None:
     ]
 
 
-def test_every_answer_request_opens_with_a_worked_example_citing_its_second_passage() -> None:
+def test_every_answer_request_opens_with_a_worked_example_citing_its_passage() -> None:
     messages = answer_messages("[1] a.md\nThe pier has twelve berths.", "How many berths?")
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[0]["content"] == SYSTEM_PROMPT
     example, answer = messages[1]["content"], messages[2]["content"]
-    assert re.search(r"^\[2\] ", example, re.MULTILINE) and answer.endswith("[2].")
+    assert re.search(r"^\[2\] ", example, re.MULTILINE) and answer.endswith("[1].")
     # the example's block is closed by its own code, never the request's
     assert "</passages-example>" in example and "passages-example" not in messages[3]["content"]
 
