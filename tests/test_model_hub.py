@@ -92,8 +92,14 @@ def test_ollama_can_be_switched_off_and_servers_named(
     assert hub.servers == ["vllm", "127.0.0.1:8080"]
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("KB_OPENAI_SERVERS")
-    with pytest.raises(KBError, match="KB_OLLAMA_ENABLED is false"):
-        open_models(load_settings())
+    # no model server at all: search still works; any model call says why in one sentence
+    hub = open_models(load_settings())
+    assert not hub.is_reachable()
+    with pytest.raises(ServerUnreachableError, match="KB_OLLAMA_ENABLED is false") as raised:
+        hub.resolve("llama3.2")
+    assert str(raised.value) == hub.unreachable_message()
+    with pytest.raises(ServerUnreachableError, match="KB_OLLAMA_ENABLED is false"):
+        hub.list_models()
 
 
 @pytest.mark.parametrize(

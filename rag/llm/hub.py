@@ -28,20 +28,22 @@ from rag.llm.base import (
 LISTING_MAX_AGE_S = 30.0  # a bare name is resolved against listings at most this old
 
 
+NO_SERVER = (
+    "No model server is configured (KB_OLLAMA_ENABLED is false and no OpenAI-compatible server "
+    "is set); set OPENAI_BASE_URL or KB_OPENAI_SERVERS, or turn Ollama back on."
+)
+
+
 class ModelHub:
-    """Every configured server. Thread-safe: the app's sessions and Compare's lanes share one."""
+    """Every configured server. Thread-safe: the app's sessions and Compare's lanes share one.
+    With none configured, search still works and every model call raises
+    `ServerUnreachableError` saying so (`NO_SERVER`)."""
 
     def __init__(self, backends: Sequence[ChatBackend], hint: str | None = None) -> None:
         """`hint`: a clause added when no server answers (a likely misconfiguration)."""
         names = [backend.name for backend in backends]
         if len(set(names)) != len(names):
             raise KBError(f"Two model servers share a name ({', '.join(names)}); rename one.")
-        if not backends:
-            raise KBError(
-                "No model server is configured (KB_OLLAMA_ENABLED is false and no "
-                "OpenAI-compatible server is set); set OPENAI_BASE_URL or KB_OPENAI_SERVERS, or "
-                "turn Ollama back on."
-            )
         self.backends: dict[str, ChatBackend] = {b.name: b for b in backends}
         self.hint = hint
         self._listings: dict[str, tuple[float, list[ListedModel]]] = {}
@@ -67,6 +69,8 @@ class ModelHub:
         """Whether each server answers, asked of all at once (a remote server that is down
         costs its probe timeout once, not once per server before it)."""
         backends = list(self.backends.values())
+        if not backends:
+            return {}
         if len(backends) == 1:
             return {backends[0].name: backends[0].is_reachable()}
         with ThreadPoolExecutor(max_workers=len(backends), thread_name_prefix="kb-probe") as pool:
@@ -79,6 +83,8 @@ class ModelHub:
 
     def unreachable_message(self) -> str:
         """One sentence for when no server answers, with the configuration hint if any."""
+        if not self.backends:
+            return NO_SERVER
         if len(self.backends) == 1:
             message = next(iter(self.backends.values())).unreachable_message()
         else:
@@ -90,7 +96,7 @@ class ModelHub:
         return f"{message.rstrip('.')}; {self.hint}." if self.hint else message
 
     def describe(self) -> str:
-        return ", ".join(b.describe() for b in self.backends.values())
+        return ", ".join(b.describe() for b in self.backends.values()) or "none configured"
 
     # -- models --
 
@@ -119,6 +125,8 @@ class ModelHub:
         """The server and name of a model id; a bare name goes to the first reachable server
         listing it (Ollama's `llama3.2` matches its `llama3.2:latest`). Raises
         `ModelNotFoundError` with the models there are, or `ServerUnreachableError`."""
+        if not self.backends:
+            raise ServerUnreachableError(NO_SERVER)
         name, separator, server = model.rpartition(SERVER_SEPARATOR)
         if separator and server in self.backends:
             return ModelRef(server, name)
