@@ -24,18 +24,25 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kb
 
 WORKDIR /app
 COPY . /app
+# rapidocr-onnxruntime asks for the desktop OpenCV build, which needs libGL and X11 libraries
+# the slim image lacks; the headless build has the same cv2 module without them.
 RUN pip install . \
+    && pip uninstall -y opencv-python \
+    && pip install --no-deps --force-reinstall opencv-python-headless \
     && rm -rf build ./*.egg-info \
     && mkdir -p /app/data \
     && chown -R kb:kb /app/data
 
 USER kb
 
-# Warm-up: load the packaged embedding model and the BM25 encoder once, offline, so a missing
-# file fails the build instead of a first query, and nothing is fetched at run time.
+# Warm-up: load the packaged embedding model, the BM25 encoder and the OCR models (inside the
+# rapidocr wheel) once, offline, so a missing file or library fails the build instead of a
+# first query, and nothing is fetched at run time.
 RUN python -c "from rag.embeddings import Embedder; from rag.settings import load_settings; \
 from rag.sparse import Bm25Encoder; e = Embedder(load_settings()); \
 assert len(e.embed(['warm-up'])[0]) == e.dim; Bm25Encoder().document('warm-up'); \
+import numpy; from ingest.ocr import OcrEngine; \
+OcrEngine().read_image(numpy.full((64, 64, 3), 255, numpy.uint8)); \
 print('embedder ready:', e.name, e.dim)"
 
 EXPOSE 8501

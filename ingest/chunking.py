@@ -4,16 +4,22 @@ A chunk never crosses a section (heading or page) boundary, ends on a sentence b
 unless one sentence alone is too long, and overlaps the previous chunk by whole sentences.
 The text that is embedded is `title > headings` followed by the chunk, and the whole of it
 stays within what the embedding model reads (it silently drops everything past that).
+
+A table section (`Section.rows`) is packed by whole rows, never splitting one between chunks;
+a row longer than the window alone is split between its cells, each part carrying the row's
+key cell in its heading path (and so in what is embedded).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from ingest.readers import ParsedDocument, Section
+from ingest.readers.base import ROW_CELL_SEPARATOR, ROW_SEPARATOR, TableRow
 
 TokenCounter = Callable[[str], int]
 TokenOffsets = Callable[[str], list[tuple[int, int]]]
@@ -30,6 +36,8 @@ class Chunk:
     char_end: int
     n_tokens: int
     embed_text: str
+    ocr: bool = False  # read off a page image
+    split_row: int | None = None  # the table row this chunk is a part of, when split by cells
 
 
 @dataclass(frozen=True)
@@ -47,14 +55,34 @@ def _sentence_splitter() -> Any:
     return PunktSentenceTokenizer()
 
 
+# A Chinese or Japanese sentence ends at 。！？ (closing quotes kept with it); no space follows,
+# so Punkt, which looks for a period and a space, does not see the end.
+_CJK_SENTENCE = re.compile(r"[^。！？]+(?:[。！？]+[」』”）]*|$)")
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Sentence spans; a blank line always ends a sentence (lists, tables, headings)."""
     spans = []
     offset = 0
     for block in text.split("\n\n"):
         for start, end in _sentence_splitter().span_tokenize(block):
-            spans.append((offset + start, offset + end))
+            spans += _cjk_sentences(block, offset, start, end)
         offset += len(block) + 2
+    return spans
+
+
+def _cjk_sentences(block: str, offset: int, start: int, end: int) -> list[tuple[int, int]]:
+    piece = block[start:end]
+    if not any(mark in piece for mark in "。！？"):
+        return [(offset + start, offset + end)]
+    spans = []
+    for match in _CJK_SENTENCE.finditer(piece):
+        text = match.group(0)
+        lead = len(text) - len(text.lstrip())
+        trimmed = text.strip()
+        if trimmed:
+            begin = offset + start + match.start() + lead
+            spans.append((begin, begin + len(trimmed)))
     return spans
 
 
@@ -72,33 +100,145 @@ def chunk_document(
     section_start = 0
     for section in document.sections:
         headings = tuple(section.headings)
-        # two special tokens ([CLS], [SEP]) are added by the model to every input; a title and
-        # heading path may take at most half of what is left, so the chunk itself always fits
-        usable = limits.model_max_tokens - 2
-        prefix = _fit_prefix(
-            embed_prefix(document.title, headings), usable // 2, count_tokens, token_offsets
-        )
-        room = usable - count_tokens(prefix)
-        budget = max(8, min(limits.chunk_tokens, room))
-        overlap = min(limits.overlap_tokens, budget // 2)
-        for start, end, n_tokens in _pack_section(
-            section, budget, overlap, count_tokens, token_offsets
-        ):
-            text = section.text[start:end]
+
+        def fit(extra: tuple[str, ...], headings: tuple[str, ...] = headings) -> Prefixed:
+            return _prefixed(
+                embed_prefix(document.title, headings + extra), limits, count_tokens, token_offsets
+            )
+
+        plain = fit(())
+        if section.rows is not None:
+            spans = list(_pack_rows(section.rows, plain, fit, count_tokens, token_offsets))
+        else:
+            overlap = min(limits.overlap_tokens, plain.budget // 2)
+            spans = [
+                Span(start, end, n_tokens, (), plain.prefix)
+                for start, end, n_tokens in _pack_section(
+                    section, plain.budget, overlap, count_tokens, token_offsets
+                )
+            ]
+        for span in spans:
+            text = section.text[span.start : span.end]
             chunks.append(
                 Chunk(
                     index=len(chunks),
                     text=text,
-                    headings=headings,
+                    headings=headings + span.extra_headings,
                     page=section.page,
-                    char_start=section_start + start,
-                    char_end=section_start + end,
-                    n_tokens=n_tokens,
-                    embed_text=prefix + text,
+                    char_start=section_start + span.start,
+                    char_end=section_start + span.end,
+                    n_tokens=span.n_tokens,
+                    embed_text=span.prefix + text,
+                    ocr=section.ocr,
+                    split_row=span.split_row,
                 )
             )
         section_start += len(section.text) + len(SECTION_SEPARATOR)
     return chunks
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where one chunk lies in its section's text, and what is embedded before it."""
+
+    start: int
+    end: int
+    n_tokens: int
+    extra_headings: tuple[str, ...]
+    prefix: str
+    split_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Prefixed:
+    """What is embedded before a chunk, and the tokens left for the chunk itself."""
+
+    prefix: str
+    budget: int
+
+
+def _prefixed(
+    prefix: str, limits: ChunkLimits, count_tokens: TokenCounter, token_offsets: TokenOffsets
+) -> Prefixed:
+    # two special tokens ([CLS], [SEP]) are added by the model to every input; a title and
+    # heading path may take at most half of what is left, so the chunk itself always fits
+    usable = limits.model_max_tokens - 2
+    fitted = _fit_prefix(prefix, usable // 2, count_tokens, token_offsets)
+    room = usable - count_tokens(fitted)
+    return Prefixed(fitted, max(8, min(limits.chunk_tokens, room)))
+
+
+def _pack_rows(
+    rows: list[TableRow],
+    plain: Prefixed,
+    fit: Callable[[tuple[str, ...]], Prefixed],
+    count_tokens: TokenCounter,
+    token_offsets: TokenOffsets,
+) -> Iterator[Span]:
+    """Chunks of whole rows within the budget; a row over it alone is split by cells."""
+    group: list[tuple[int, int, int]] = []  # (start, end, tokens) of the rows packed so far
+    offset = 0
+    for row in rows:
+        text = row.text
+        n_tokens = count_tokens(text)
+        if group and sum(g[2] for g in group) + n_tokens > plain.budget:
+            yield _rows_span(group, plain)
+            group = []
+        if n_tokens <= plain.budget:
+            group.append((offset, offset + len(text), n_tokens))
+        else:
+            if group:
+                yield _rows_span(group, plain)
+                group = []
+            yield from _split_row(row, offset, fit, count_tokens, token_offsets)
+        offset += len(text) + len(ROW_SEPARATOR)
+    if group:
+        yield _rows_span(group, plain)
+
+
+def _rows_span(group: list[tuple[int, int, int]], plain: Prefixed) -> Span:
+    return Span(group[0][0], group[-1][1], sum(g[2] for g in group), (), plain.prefix)
+
+
+def _split_row(
+    row: TableRow,
+    offset: int,
+    fit: Callable[[tuple[str, ...]], Prefixed],
+    count_tokens: TokenCounter,
+    token_offsets: TokenOffsets,
+) -> Iterator[Span]:
+    """Parts of a row too long for one chunk: its cells after the key, packed greedily; the
+    key cell (and its header) goes into each part's heading path."""
+    key = (f"row {row.number}: {row.cells[0]}",)
+    keyed = fit(key)
+    cells: list[tuple[int, int, int]] = []
+    start = offset
+    for cell in row.cells:
+        cells.append((start, start + len(cell), count_tokens(cell)))
+        start += len(cell) + len(ROW_CELL_SEPARATOR)
+    text = row.text
+    group: list[tuple[int, int, int]] = []
+    pieces: list[tuple[int, int, int]] = []
+    for cell in cells[1:] or cells:
+        if cell[2] > keyed.budget:
+            local = list(
+                _cut_by_tokens(text, cell[0] - offset, cell[1] - offset, keyed.budget,
+                               count_tokens, token_offsets)
+            )  # fmt: skip
+            pieces += [(offset + a, offset + b, n) for a, b, n in local]
+        else:
+            pieces.append(cell)
+    for piece in pieces:
+        if group and sum(g[2] for g in group) + piece[2] > keyed.budget:
+            yield Span(
+                group[0][0], group[-1][1], sum(g[2] for g in group), key, keyed.prefix, row.number
+            )
+            group = []
+        group.append(piece)
+    if group:
+        yield Span(
+            group[0][0], group[-1][1], sum(g[2] for g in group), key, keyed.prefix, row.number
+        )
 
 
 def _fit_prefix(

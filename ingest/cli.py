@@ -97,6 +97,8 @@ def run_ingest(services: Services, args: argparse.Namespace) -> int:
         print(f"  failed: {failure['path']}: {failure['reason']}", file=sys.stderr)
     for junk in report.junk_skipped:
         print(f"  skipped {junk['runs']} run(s) of encoded or binary data in {junk['path']}")
+    for line in _reading_notes(report):
+        print(f"  {line}", file=sys.stderr)
     if report.gone:
         print(
             f"{len(report.gone)} document(s) are gone from the folder but still in the "
@@ -131,6 +133,21 @@ def _summary(report: IngestReport) -> str:
         f"{r.removed} removed, {len(r.failed)} failed; {r.chunks_written} chunks written "
         f"in {r.seconds:.1f} s ({rate:.1f} chunks/s)."
     )
+
+
+def _reading_notes(report: IngestReport) -> list[str]:
+    """One line per OCR'd document, unread page, failed table row and skipped part."""
+    r = report
+    lines = [
+        f"read by OCR: {item['path']}: page(s) {', '.join(map(str, item['pages']))}"
+        for item in r.ocr_pages
+    ]
+    lines += [f"unread: {i['path']}, page {i['page']}: {i['reason']}" for i in r.unread_pages]
+    lines += [f"row failed: {i['path']}, {i['row']}: {i['reason']}" for i in r.failed_rows]
+    lines += [f"not read: {i['path']}: {i['part']}" for i in r.skipped_parts]
+    if r.rows_split:
+        lines.append(f"{r.rows_split} table row(s) too long for one chunk were split by cells")
+    return lines
 
 
 def list_documents(services: Services) -> int:

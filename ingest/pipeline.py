@@ -21,7 +21,9 @@ from typing import Any
 
 from ingest import writer
 from ingest.chunking import Chunk, ChunkLimits, chunk_document
+from ingest.ocr import ocr_engine
 from ingest.readers import READER_VERSION, UnreadableFile, read_document
+from ingest.readers.base import ReadNotes
 from ingest.walk import FoundFile, find_files
 from rag.embeddings import Embedder
 from rag.settings import Settings
@@ -49,11 +51,18 @@ class IngestReport:
     gone: list[str] = field(default_factory=list)  # missing files kept because --prune was off
     # files with runs of base64, hex or binary data left out: {"path", "runs"}
     junk_skipped: list[dict[str, Any]] = field(default_factory=list)
+    ocr_pages: list[dict[str, Any]] = field(default_factory=list)  # {path, pages}
+    unread_pages: list[dict[str, Any]] = field(default_factory=list)  # {path, page, reason}
+    failed_rows: list[dict[str, str]] = field(default_factory=list)  # {path, row, reason}
+    skipped_parts: list[dict[str, str]] = field(default_factory=list)  # {path, part}
+    rows_split: int = 0  # table rows too long for one chunk, split between their cells
+    ocr_seconds: float = 0.0  # of `seconds`, spent rendering and reading scanned pages
 
     def as_json(self) -> dict[str, Any]:
         keys = (
             "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
-            "seconds", "index_seconds", "junk_skipped",
+            "seconds", "index_seconds", "junk_skipped", "ocr_pages", "unread_pages",
+            "failed_rows", "skipped_parts", "rows_split", "ocr_seconds",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -81,7 +90,16 @@ def pipeline_signature(settings: Settings) -> str:
     (a new `READER_VERSION` makes the next ingest read every file again)."""
     return (
         f"v1|{READER_VERSION}|{settings.embed_model}|{settings.chunk_size}|{settings.chunk_overlap}"
+        f"|ocr={_ocr_signature(settings)}"
     )
+
+
+def _ocr_signature(settings: Settings) -> str:
+    if not settings.ocr:
+        return "off"
+    if settings.ocr_engine == "tesseract":
+        return f"tesseract:{settings.ocr_languages}"
+    return settings.ocr_engine
 
 
 def version_hash(data: bytes, settings: Settings) -> str:
@@ -134,6 +152,7 @@ class _Run:
         self.on_progress = on_progress
         self.report = IngestReport()
         self.bm25 = Bm25Encoder(avg_len=max(16.0, settings.chunk_size * 0.5))
+        self.ocr = ocr_engine(settings.ocr, settings.ocr_engine, settings.ocr_languages)
         self.buffer: list[tuple[_Pending, Chunk]] = []
         self.writes: writer.WriterThread | None = None
         self.files_done = 0
@@ -146,6 +165,8 @@ class _Run:
             writer.check_embedder(self.store, self.settings.embed_model)
             writer.finish_pending(self.store)
             self._reembed_if_needed()
+            # new chunks are tokenized as the store's others were (older stores: word tokenizer)
+            self.bm25 = Bm25Encoder.recorded(self.store.metadata().get("bm25"))
         registry = {record.doc_id: record for record in self.store.documents()}
         found = list(find_files(roots, include, exclude))
         try:
@@ -182,7 +203,7 @@ class _Run:
             if previous is not None and previous.doc_hash == doc_hash:
                 self.report.unchanged += 1
                 return
-            parsed = read_document(found.path, data)
+            parsed = read_document(found.path, data, ocr=self.ocr)
         except UnreadableFile as reason:
             self._failed(found.path, str(reason))
             return
@@ -211,6 +232,7 @@ class _Run:
         )
         if parsed.junk_runs:
             self.report.junk_skipped.append({"path": found.rel, "runs": parsed.junk_runs})
+        self._note(found, parsed.notes, chunks)
         pending = _Pending(found, record, previous, chunks, len(chunks), parsed.page_kind)
         self._writer().put(writer.Begin(record, previous))
         if previous is None:
@@ -220,6 +242,22 @@ class _Run:
         self.buffer.extend((pending, chunk) for chunk in chunks)
         if len(self.buffer) >= EMBED_BATCH_CHUNKS:
             self._flush()
+
+    def _note(self, found: FoundFile, notes: ReadNotes, chunks: list[Chunk]) -> None:
+        """What reading the file did besides text: OCR'd and unread pages, rows, parts."""
+        r, path = self.report, found.rel
+        if notes.ocr_pages:
+            r.ocr_pages.append({"path": path, "pages": sorted(notes.ocr_pages)})
+        r.unread_pages += [
+            {"path": path, "page": page, "reason": why}
+            for page, why in sorted(notes.unread_pages.items())
+        ]
+        r.failed_rows += [
+            {"path": path, "row": row, "reason": why} for row, why in notes.failed_rows.items()
+        ]
+        r.skipped_parts += [{"path": path, "part": part} for part in notes.skipped_parts]
+        r.rows_split += len({(c.headings[:-1], c.split_row) for c in chunks if c.split_row})
+        r.ocr_seconds = round(r.ocr_seconds + notes.ocr_seconds, 3)
 
     def _failed(self, path: Path, reason: str) -> None:
         shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -283,6 +321,7 @@ class _Run:
             doc_hash=record.doc_hash,
             text=chunk.text,
             n_tokens=chunk.n_tokens,
+            ocr=chunk.ocr,
         )
         return ChunkPoint(stored, vector, self.bm25.document(chunk.embed_text))
 

@@ -96,6 +96,12 @@ class AnswerResult:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def rests_on_ocr(self) -> bool:
+        """True when a passage the answer cites was read off a scanned page by OCR."""
+        scanned = {p["n"] for p in self.passages if p.get("ocr")}
+        return any(c.n in scanned for c in self.citations)
+
 
 class Chain:
     def __init__(
@@ -417,4 +423,5 @@ def passage_record(number: int, passage: Passage) -> dict[str, Any]:
         "chunk_indexes": passage.chunk_indexes,
         "score": round(passage.score, 4),
         "text": passage.text,
+        "ocr": passage.ocr,
     }

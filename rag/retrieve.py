@@ -51,6 +51,7 @@ class Passage:
     score: float
     pages: list[int] = field(default_factory=list)
     page_kind: str = PAGE  # what `page` and `pages` count: PAGE or SLIDE
+    ocr: bool = False  # some of its text was read off a page image by OCR
 
     @classmethod
     def from_scored(cls, scored: ScoredChunk) -> Passage:
@@ -69,6 +70,7 @@ class Passage:
             score=float(scored.score),
             pages=[c.page] if c.page is not None else [],
             page_kind=c.page_kind,
+            ocr=c.ocr,
         )
 
     def source_label(self) -> str:
@@ -79,6 +81,8 @@ class Passage:
             parts.append(place_label(self.page_kind, min(self.pages), max(self.pages)))
         if self.headings:
             parts.append(" > ".join(self.headings))
+        if self.ocr:
+            parts.append("OCR text")  # read off a scanned page: it may hold misread words
         return ", ".join(parts)
 
 
@@ -100,8 +104,15 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.params = params or RetrievalParams()
-        self.bm25 = bm25 or Bm25Encoder()
+        self.bm25 = bm25  # None: the encoder the store records, read at the first search
         self._embedder_checked = False
+
+    def _query_encoder(self) -> Bm25Encoder:
+        """Queries are tokenized as the store's chunks were (its recorded BM25 settings); read
+        once, since a server-mode store answers each metadata read with a request."""
+        if self.bm25 is None:
+            self.bm25 = Bm25Encoder.recorded(self.store.metadata().get("bm25"))
+        return self.bm25
 
     def search(self, query: str, filters: SearchFilters | None = None) -> list[Passage]:
         """Passages for `query`, best first. Raises `EmbedderMismatchError` when the store holds
@@ -114,7 +125,7 @@ class Retriever:
         # winner survives many middling BM25 matches), where rank fusion flattens it.
         found = self.store.search(
             self.embedder.embed_query(query),
-            self.bm25.query(query),
+            self._query_encoder().query(query),
             chunk_filter(filters),
             prefetch=p.prefetch,
             limit=p.candidates,
@@ -190,6 +201,7 @@ def _absorb(keeper: Passage, part: Passage) -> None:
     keeper.pages = sorted(set(keeper.pages + part.pages))
     keeper.page = keeper.pages[0] if keeper.pages else keeper.page
     keeper.score = max(keeper.score, part.score)
+    keeper.ocr = keeper.ocr or part.ocr
 
 
 _WORD = re.compile(r"\w+")

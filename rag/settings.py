@@ -12,7 +12,7 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     chunk_size: int = Field(64, ge=16, le=8192, description="Tokens of the embedding model.")
     chunk_overlap: int = Field(0, ge=0, le=4096)
     max_file_mb: float = Field(50.0, gt=0)
+    ocr: bool = Field(True, description="Read PDF pages without a text layer by OCR (on/off).")
+    ocr_engine: Literal["rapidocr", "tesseract"] = Field(
+        "rapidocr", description="rapidocr (bundled: Chinese, English) or tesseract (Debian's)."
+    )
+    ocr_languages: str = Field(
+        "eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$", description="tesseract's, e.g. eng+fra+deu."
+    )
 
     # -- models --
     ollama_host: str = Field(

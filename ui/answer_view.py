@@ -42,6 +42,11 @@ def show_warnings(result: AnswerResult) -> None:
         )
     if result.notice:
         st.info(escape_markdown(result.notice))
+    if result.rests_on_ocr:
+        st.info(
+            "This answer cites text read by OCR from a scanned page; "
+            "check names and figures against the page."
+        )
 
 
 def window_words(result: AnswerResult, settings: Settings) -> str:

@@ -10,11 +10,47 @@ class UnreadableFile(Exception):
     """A file that cannot be ingested; `str()` is the one-line reason."""
 
 
+@dataclass(frozen=True)
+class TableRow:
+    """One table row as `header: value` cells; `number` is the row's line in its sheet or file
+    (the header row is 1). The first cell is the row's key, repeated in every part of a row
+    that has to be split by cells."""
+
+    number: int
+    cells: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return ROW_CELL_SEPARATOR.join(self.cells)
+
+
+ROW_CELL_SEPARATOR = "; "
+ROW_SEPARATOR = "\n"
+
+
+def table_text(rows: list[TableRow]) -> str:
+    """The section text of a table: one line per row (cells hold no line breaks)."""
+    return ROW_SEPARATOR.join(row.text for row in rows)
+
+
+@dataclass
+class ReadNotes:
+    """What reading one file did besides producing text, for the ingest report."""
+
+    ocr_pages: list[int] = field(default_factory=list)  # pages read by OCR
+    unread_pages: dict[int, str] = field(default_factory=dict)  # page -> why nothing was read
+    failed_rows: dict[str, str] = field(default_factory=dict)  # "sheet row 12" -> reason
+    skipped_parts: list[str] = field(default_factory=list)  # e.g. attachments not read
+    ocr_seconds: float = 0.0
+
+
 @dataclass
 class Section:
     text: str
     headings: list[str] = field(default_factory=list)
     page: int | None = None
+    ocr: bool = False  # read off a page image
+    rows: list[TableRow] | None = None  # a table, one line of `text` per row
 
 
 @dataclass
@@ -23,6 +59,7 @@ class ParsedDocument:
     sections: list[Section]
     page_kind: str = "page"  # what `Section.page` counts: "page" or "slide"
     junk_runs: int = 0  # runs of encoded or binary data skipped (`ingest.readers.junk`)
+    notes: ReadNotes = field(default_factory=ReadNotes)
 
 
 class SectionBuilder:

@@ -66,6 +66,7 @@ class ChunkRecord:
     text: str
     n_tokens: int
     page_kind: str = PAGE  # what `page` counts: PAGE or SLIDE (stores before it: pages)
+    ocr: bool = False  # the text was read off a page image by OCR (stores before it: False)
 
     @property
     def id(self) -> str:
@@ -77,6 +78,7 @@ class ChunkRecord:
         values["page_kind"] = payload.get("page_kind") or PAGE
         values["dirs"] = tuple(payload.get("dirs") or ())
         values["headings"] = tuple(payload.get("headings") or ())
+        values["ocr"] = bool(payload.get("ocr"))
         return cls(**values)
 
     def to_payload(self) -> dict[str, Any]:
