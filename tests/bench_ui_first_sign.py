@@ -73,7 +73,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
-def measure(url: str, runs: int, clear_every: int) -> list[float]:
+def measure(url: str, runs: int) -> list[float]:
     from playwright.sync_api import sync_playwright
 
     figures: list[float] = []
@@ -85,11 +85,6 @@ def measure(url: str, runs: int, clear_every: int) -> list[float]:
             box = page.get_by_placeholder("Ask the knowledge base")
             box.wait_for(timeout=ANSWER_TIMEOUT_MS)
             for run in range(runs):
-                if clear_every and run and run % clear_every == 0:
-                    page.get_by_role("button", name="Clear chat").click()
-                    page.wait_for_function(
-                        "() => !document.querySelector('[data-testid=\"stChatMessage\"]')"
-                    )
                 messages = page.locator('[data-testid="stChatMessage"]')
                 before = messages.count()
                 box.fill(f"{LIGHTHOUSE_Q} ({run})")
@@ -109,9 +104,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--first-token-delay", type=float, default=1.5, help="seconds")
-    parser.add_argument(
-        "--clear-every", type=int, default=0, help="clear the chat every N runs (0: never)"
-    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -134,7 +126,7 @@ def main() -> None:
             try:
                 url = f"http://127.0.0.1:{port}"
                 wait_until_healthy(url, server)
-                figures = measure(url, args.runs, args.clear_every)
+                figures = measure(url, args.runs)
             finally:
                 server.terminate()
                 server.wait(timeout=20)
