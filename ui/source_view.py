@@ -18,6 +18,7 @@ from typing import Any
 
 import streamlit as st
 
+from rag.retrieve import place_label
 from ui.plain import escape_markdown, show_caption, show_text
 
 PDF_SCALE = 1.6  # 72 dpi × 1.6: a page readable in the dialog's width
@@ -176,7 +177,9 @@ def show_section(path: Path, record: dict[str, Any]) -> None:
 def show_source(record: dict[str, Any]) -> None:
     """The passage `record` (a `rag.chain.passage_record`) at its place in its source."""
     path = Path(record.get("abs_path") or "")
-    label = record["path"] + (f", p. {record['page']}" if record.get("page") else "")
+    page = record.get("page")
+    kind = record.get("page_kind") or "page"
+    label = record["path"] + (", " + place_label(kind, page, page) if page is not None else "")
     st.markdown("**" + escape_markdown(label) + "**")
     if not record.get("abs_path") or not path.is_file():
         st.warning(
