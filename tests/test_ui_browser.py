@@ -213,6 +213,9 @@ def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama
             page.get_by_role("link", name="Open the Library").click()
             # 2. upload in the Library
             page.locator('input[type="file"]').set_input_files(str(upload))
+            # the file is sent to the server on its own: submit once its size is shown
+            size = f"{upload.stat().st_size:.1f}B"
+            page.get_by_text(size).wait_for(timeout=ANSWER_TIMEOUT_MS)
             page.get_by_role("button", name="Ingest uploads").click()
             # the first ingest loads the embedder in the app's process: slow on a busy machine
             page.get_by_text("chunks embedded.").wait_for(timeout=2 * ANSWER_TIMEOUT_MS)

@@ -264,8 +264,9 @@ def main() -> None:
     st.subheader("Documents")
     store_summary(settings, documents, chunks)
     documents_table(documents)
-    st.subheader("Delete a document")
-    delete_form(settings, documents)
+    if documents:
+        st.subheader("Delete a document")
+        delete_form(settings, documents)
 
 
 if __name__ == "__main__":
