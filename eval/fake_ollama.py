@@ -654,6 +654,7 @@ class FakeOllama:
         self._installed = {m.name for m in models if m.installed}
         self._loaded: dict[str, tuple[int, datetime]] = {}
         self._log: list[LoggedRequest] = []
+        self.clients_gone = 0  # replies the client closed before they were whole (a Stop)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -961,7 +962,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(reply.status, reply.body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout in a test); nothing left to tell it
+            with self.server.fake._lock:  # the client gave up (a Stop, a timeout in a test)
+                self.server.fake.clients_gone += 1
 
     def _read_body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)

@@ -83,6 +83,7 @@ class _Pending:
 
 
 ProgressHook = Callable[[str, int, int], None]  # (file shown, files done, chunks written)
+ChunkHook = Callable[[int, int], None]  # (chunks embedded and written, chunks made so far)
 
 
 def pipeline_signature(settings: Settings) -> str:
@@ -117,15 +118,19 @@ def ingest(
     embedder: Embedder | None = None,
     on_progress: ProgressHook | None = None,
     store: Store | None = None,
+    on_chunks: ChunkHook | None = None,
 ) -> IngestReport:
     """Ingest `roots` into the store (opened for this call unless an open `store` is given:
-    the app passes the one it holds, since the embedded store allows one opener)."""
+    the app passes the one it holds, since the embedded store allows one opener).
+    `on_progress` follows the files; `on_chunks` the embedding work, after each file is
+    chunked and each batch embedded."""
     started = time.perf_counter()
     with ExitStack() as stack:
         embedder = embedder or Embedder(settings)
         if store is None:
             store = stack.enter_context(open_store(settings, embedder=embedder))
         run = _Run(settings, store, embedder, on_progress)
+        run.on_chunks = on_chunks
         report = run.execute(roots, include, exclude, prune)
         report.seconds = round(time.perf_counter() - started, 3)
         written = report.chunks_written + report.reembedded
@@ -156,6 +161,8 @@ class _Run:
         self.buffer: list[tuple[_Pending, Chunk]] = []
         self.writes: writer.WriterThread | None = None
         self.files_done = 0
+        self.chunks_made = 0
+        self.on_chunks: ChunkHook | None = None
         self.held_since = time.monotonic()
 
     def execute(
@@ -193,6 +200,10 @@ class _Run:
     def _progress(self, shown: str) -> None:
         if self.on_progress is not None:
             self.on_progress(shown, self.files_done, self.report.chunks_written)
+
+    def _chunk_progress(self) -> None:
+        if self.on_chunks is not None:
+            self.on_chunks(self.report.chunks_written, self.chunks_made)
 
     def _ingest_file(self, found: FoundFile, registry: dict[str, DocRecord]) -> None:
         try:
@@ -240,6 +251,8 @@ class _Run:
         else:
             self.report.updated += 1
         self.buffer.extend((pending, chunk) for chunk in chunks)
+        self.chunks_made += len(chunks)
+        self._chunk_progress()
         if len(self.buffer) >= EMBED_BATCH_CHUNKS:
             self._flush()
 
@@ -293,6 +306,7 @@ class _Run:
             if pending.remaining == 0:
                 self._writer().put(writer.Commit(pending.record, pending.previous))
         self._progress("")
+        self._chunk_progress()
         self._let_others_in()
 
     def _let_others_in(self) -> None:

@@ -294,8 +294,11 @@ def test_volumes_are_named(stack: str) -> None:
     for name, service in data["services"].items():
         for source, read_only in volume_mounts(service):
             if source.startswith((".", "/", "~")):
-                # The only bind mount: documents handed to the one-shot ingest, read-only.
-                assert read_only and service.get("profiles"), f"{stack}: {name} mounts {source}"
+                # The only bind mount: the documents, read-only, handed to the one-shot ingest
+                # and to the app (which opens a passage's source at the path ingest stored).
+                assert read_only and (service.get("profiles") or name == "app"), (
+                    f"{stack}: {name} mounts {source}"
+                )
                 continue
             assert source in declared, f"{stack}: {name} uses undeclared volume {source}"
             used.add(source)
@@ -592,7 +595,8 @@ def test_streamlit_config_is_private_and_matches_settings() -> None:
     config = tomllib.loads(text)
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["headless"] is True
-    assert config["server"]["maxUploadSize"] == Settings.model_construct().upload_max_mb
+    # above the app's own limit, so that a file over that limit reaches the app to be named
+    assert config["server"]["maxUploadSize"] > Settings.model_construct().upload_max_mb
     assert config["client"]["toolbarMode"] == "minimal"
     assert not re.search(r"https?://", text), "nothing in the config may point at a remote site"
 

@@ -22,6 +22,7 @@ import pytest
 from eval.fake_ollama import FakeOllama
 from rag.settings import UPSTREAM_NAMES, load_settings
 from tests.ui_helpers import (
+    CORPUS,
     IMAGE_MD,
     IMAGE_TAG,
     LIGHTHOUSE_A,
@@ -92,6 +93,19 @@ def app_url(
 ) -> Iterator[str]:
     values = app_environment(monkeypatch, tmp_path, fake_ollama.url)
     ingest_corpus(load_settings(), write_corpus(tmp_path / "docs"), ui_embedder)
+    yield from serve_app(values, tmp_path)
+
+
+@pytest.fixture
+def empty_app_url(
+    fake_ollama: FakeOllama, tmp_path: Path, isolated_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The app over an empty store."""
+    yield from serve_app(app_environment(monkeypatch, tmp_path, fake_ollama.url), tmp_path)
+
+
+def serve_app(values: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """`streamlit run ui/app.py` with `values` as its environment, until the test is over."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", "ui/app.py",
@@ -162,3 +176,88 @@ def test_chat_in_chromium_streams_a_cited_answer_and_stays_on_loopback(app_url: 
         and urlsplit(url).hostname not in LOOPBACK
     ]  # fmt: skip
     assert not remote, remote
+
+
+def launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def last_message(page: Any) -> Any:
+    return page.locator('[data-testid="stChatMessage"]').last
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"ui-first-session-{name}.png"), full_page=True)
+
+
+def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama_down(
+    empty_app_url: str, fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
+    """Each step is reachable from what the page shows: the empty store links to the Library,
+    the Library uploads, the answer's [1] and its passage open the source, Stop stops, and a
+    question after Ollama stopped gets a sentence."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    upload = tmp_path / "lighthouse.md"
+    upload.write_text(CORPUS["harbour/lighthouse.md"], encoding="utf-8")
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(empty_app_url)
+            # 1. an empty store: the page says how to add documents, and links to the Library
+            page.get_by_text("The knowledge base is empty.").wait_for(timeout=ANSWER_TIMEOUT_MS)
+            page.get_by_role("link", name="Open the Library").wait_for()
+            page.get_by_placeholder("Ask the knowledge base").wait_for()
+            shot(page, "1-empty")
+            page.get_by_role("link", name="Open the Library").click()
+            # 2. upload in the Library
+            page.locator('input[type="file"]').set_input_files(str(upload))
+            # the file is sent to the server on its own: submit once its size is shown
+            size = f"{upload.stat().st_size:.1f}B"
+            page.get_by_text(size).wait_for(timeout=ANSWER_TIMEOUT_MS)
+            page.get_by_role("button", name="Ingest uploads").click()
+            # the first ingest loads the embedder in the app's process: slow on a busy machine
+            page.get_by_text("chunks embedded.").wait_for(timeout=2 * ANSWER_TIMEOUT_MS)
+            shot(page, "2-uploaded")
+            # 3. ask, follow the [1] and open the passage's source
+            page.get_by_role("link", name="Chat").click()
+            ask(page, LIGHTHOUSE_Q, f"{LIGHTHOUSE_A} from granite quarried on the island. [1]")
+            last_message(page).get_by_role("link", name="[1]").click()
+            last_message(page).get_by_role("button", name="Open source").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Tarnwick lighthouse was built in 1871").wait_for()
+            source = dialog.inner_text()
+            shot(page, "3-source")
+            page.keyboard.press("Escape")
+            # 4. stop an answer that is still coming
+            fake_ollama.token_delay_s = 0.4
+            box = page.get_by_placeholder("Ask the knowledge base")
+            box.fill("How many keepers lived in the lighthouse?")
+            box.press("Enter")
+            sign = last_message(page).get_by_text("Finding passages and asking the model")
+            sign.wait_for(timeout=ANSWER_TIMEOUT_MS)
+            page.get_by_role("button", name="Stop").click()
+            stopped = page.get_by_text("Stopped before")
+            stopped.wait_for(timeout=ANSWER_TIMEOUT_MS)
+            shot(page, "4-stopped")
+            deadline = time.monotonic() + 20
+            while fake_ollama.clients_gone == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # 6. Ollama stops mid-session: the next question gets an answer or a sentence
+            fake_ollama.token_delay_s = 0.0
+            fake_ollama.stop()
+            box.fill(LIGHTHOUSE_Q)
+            box.press("Enter")
+            reply = page.locator('[data-testid="stChatMessage"]').nth(5)
+            # searched (passages), answered, or one sentence naming the server
+            reply.get_by_text("Ollama").first.or_(reply.get_by_text("best first").first).or_(
+                reply.get_by_text(f"{LIGHTHOUSE_A} from granite quarried on the island. [1]")
+            ).first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+            shot(page, "6-ollama-down")
+            replied = reply.inner_text()
+        finally:
+            browser.close()
+    assert "Tarnwick lighthouse" in source and "lighthouse.md" in source
+    assert fake_ollama.clients_gone >= 1  # the stop closed the request to the model server
+    assert "Ollama" in replied or LIGHTHOUSE_A in replied

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -31,12 +32,14 @@ def test_an_answer_streams_with_citations_sources_context_and_speed(
     app = ask(new_app().run(), LIGHTHOUSE_Q)
     no_exception(app)
     text = page_text(app)
-    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [1]" in text
-    # sources panel: file, heading, passage and score of every packed passage
-    assert "[1] harbour/lighthouse.md" in text
+    # the [1] the model wrote links to its passage, shown first and marked
+    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [[1]](#kb-t1-1)" in text
+    first = text.index('<div id="kb-t1-1"></div>\n**[1] harbour/lighthouse.md**')
+    assert text.index("format_quote: cited by the model", first) < text.index("Other passages")
+    # the others: file, heading, passage and relevance rank of every packed passage
     assert "[2] harbour/lighthouse.md — Keepers" in text
     assert "Three keepers lived in the lighthouse" in text
-    assert "score " in text and "cited" in text
+    assert "relevance: 1 of " in text and "score" not in text
     sent = fake_ollama.requests_to("/api/chat")[-1]
     [bar] = elements(app, "progress")
     window = f"window {sent.options['num_ctx']:,} tokens (the limit set by KB_CONTEXT_CAP)"
@@ -76,8 +79,8 @@ def test_a_broken_stream_keeps_the_partial_answer_and_marks_it(
     app = ask(new_app().run(), LIGHTHOUSE_Q)
     no_exception(app)
     assert "The Tarnwick lighthouse was" in page_text(app)
-    assert any(PARTIAL_MARK in w.value for w in app.warning)
-    assert "fake failure" in page_text(app)
+    [warning] = [shown(w.value) for w in app.warning if PARTIAL_MARK in w.value]
+    assert "fake failure" in warning and ".." not in warning  # one full stop
     # the kept partial answer stays, marked, after the next rerun
     app.run()
     assert any(PARTIAL_MARK in w.value for w in app.warning)
@@ -177,6 +180,43 @@ def test_attributed_citations_and_uncited_sentences_are_shown_apart() -> None:
         "not cite it)"
     ) in captions
     assert 'No passage supports "The pier was painted red in 1950.": it is uncited.' in captions
+    assert "Sources: 2 passages, 0 cited by the model, 1 attributed by kb" in captions
     [panel] = [e for e in app.expander]
-    assert panel.label == "Sources: 2 passages, 0 cited by the model, 1 attributed by kb"
-    assert "attributed by kb" in page_text(app)
+    assert panel.label == "Other passages the model was given (1), not cited"
+    text = page_text(app)
+    # the attributed passage is shown first, outside the panel, with a mark of its own
+    assert text.index("**[1] harbour.md**") < text.index(":material/link: attributed by kb")
+    assert text.index(":material/link: attributed by kb") < text.index("[2] radio.md")
+    assert "cited by the model" not in text.replace("0 cited by the model", "")
+
+
+def test_a_first_visit_to_an_empty_store_says_how_to_add_documents(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KB_QDRANT_PATH", str(tmp_path / "empty-store"))
+    app = new_app().run()
+    no_exception(app)
+    [info] = [shown(i.value) for i in app.info]
+    assert info.startswith("The knowledge base is empty. Add documents in the Library")
+    assert "`python -m ingest ./docs`" in info  # a command, as code
+    [link] = elements(app, "page_link")
+    assert link.proto.page == "library" or "library" in str(link.proto)
+    ask(app, LIGHTHOUSE_Q)  # asked anyway: one sentence with its command as code, and the link
+    no_exception(app)
+    [error] = app.chat_message[1].error
+    assert "`python -m ingest ./docs`" in error.value and "\\`" not in error.value
+    assert len(elements(app, "page_link")) == 1
+
+
+def test_a_stopped_answer_keeps_what_arrived_and_says_so(ui_app_env: AppEnv) -> None:
+    from ui.views.chat import STOPPED, TURNS
+
+    app = new_app()
+    app.session_state[TURNS] = [
+        {"role": "user", "content": LIGHTHOUSE_Q},
+        {"role": STOPPED, "content": "The Tarnwick lighthouse was"},
+    ]
+    app.run()
+    no_exception(app)
+    assert "The Tarnwick lighthouse was" in page_text(app)
+    assert "Stopped before the answer was finished" in page_text(app)

@@ -17,8 +17,10 @@ from rag.settings import Settings
 from rag.store import open_store
 from tests.ui_helpers import (
     CORPUS,
+    IMAGE_MD,
     LIGHTHOUSE_Q,
     AppEnv,
+    all_text,
     elements,
     new_app,
     no_exception,
@@ -46,7 +48,9 @@ def plant_run(runs: Path, name: str, model: str, f1: str, finished: int) -> None
         + "\n",
         encoding="utf-8",
     )
-    (folder / "report.md").write_text(f"# Run {name}\n", encoding="utf-8")
+    report = f"# Run {name}\n\n- models: `{model}`\n\n| figure | `{model}` |\n| --- | ---: |\n"
+    report += f"| F1 | {f1} |\n\n![metrics](metrics.png)\n\n- `q1` {IMAGE_MD} (retrieved: no)\n"
+    (folder / "report.md").write_text(report, encoding="utf-8")
     Image.new("RGB", (4, 4)).save(folder / "metrics.png")
     for path in folder.iterdir():
         os.utime(path, (finished, finished))
@@ -72,13 +76,19 @@ def test_runs_are_shown_newest_first_with_tables_and_charts(ui_app_env: AppEnv) 
     no_exception(app)
     run_choice = app.selectbox[-1]
     assert run_choice.options == ["20250102-090000", "20250101-090000"]
-    [summary, results, history] = [d.value for d in app.dataframe]
+    [summary, results, report_table, history] = [d.value for d in app.dataframe]
     assert summary.to_dict("records") == [
-        {"model": "fake-llama3:8b", "f1": 0.62, "latency_p50_s": 1.5}
+        {"Model": "fake-llama3:8b", "Token F1": 0.62, "Latency p50 (s)": 1.5}
     ]
     assert results["answer"].tolist() == ["![x](http://example.invalid/)"]  # a cell, as text
     assert history["run"].tolist() == ["20250102-090000", "20250101-090000"]
-    assert [c.value.strip() for c in app.code] == ["# Run 20250102-090000"]
+    # report.md rendered: its heading and list as markdown, its table as a table, the
+    # question it quotes as text
+    text = all_text(app)
+    assert "### Run 20250102\\-090000" in text and "- models\\: `fake-llama3:8b`" in text
+    assert report_table.to_dict("records") == [{"figure": "F1", "fake-llama3:8b": "0.62"}]
+    assert IMAGE_MD not in text and "!\\[x\\]" in text
+    assert not app.code
     # the run's PNG stays in its folder: an image would be served at a password-free URL
     assert not elements(app, "image")
     assert vega_charts(app) == [
@@ -86,7 +96,7 @@ def test_runs_are_shown_newest_first_with_tables_and_charts(ui_app_env: AppEnv) 
         (SHARE_CHART_TITLE, [{"model": "fake-llama3:8b", "figure": "Token F1", "value": 0.62}]),
     ]
     run_choice.set_value("20250101-090000").run()
-    assert app.dataframe[0].value.to_dict("records")[0]["model"] == "fake-mistral:7b"
+    assert app.dataframe[0].value.to_dict("records")[0]["Model"] == "fake-mistral:7b"
 
 
 def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) -> None:
@@ -122,7 +132,8 @@ def test_an_evaluation_runs_from_the_page(ui_app_env: AppEnv, tmp_path: Path) ->
     assert (run / "summary.csv").is_file() and (run / "results.jsonl").is_file()
     assert app.selectbox[-1].value.startswith(run.name)
     summary = app.dataframe[0].value.to_dict("records")
-    assert [row["model"] for row in summary] == [ollama_id("fake-llama3:8b")]
+    assert [row["Model"] for row in summary] == [ollama_id("fake-llama3:8b")]
+    assert list(summary[0])[:4] == ["Model", "Questions", "Exact match", "Token F1"]
     assert vega_charts(app) and not elements(app, "image")  # charts drawn, not served
     assert documents(ui_app_env.settings) == knowledge_base  # the knowledge base: as it was
     eval_docs = documents(evaluation)  # the eval set went into the evaluation store

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient
 
-from eval.fake_ollama import unused_loopback_url
+from eval.fake_ollama import FakeOllama, unused_loopback_url
 from rag.errors import StoreLockedError
 from rag.store import connect
 from tests.ui_helpers import (
@@ -37,7 +37,7 @@ def test_without_a_model_server_chat_searches_and_every_page_works(
     assert "ollama serve" in banner and "OLLAMA_HOST or OPENAI_BASE_URL" in banner
     assert app.title[0].value == "Search"
     text = page_text(app)
-    assert "[1] harbour/lighthouse.md" in text and "score" in text
+    assert "[1] harbour/lighthouse.md" in text and "best first" in text and "score" not in text
     assert f"The Tarnwick lighthouse was {LIGHTHOUSE_A}" in text  # the passage, not an answer
     for page in PAGES:
         switch(app, page)
@@ -68,3 +68,43 @@ def test_a_locked_store_is_one_sentence_and_the_app_recovers(ui_app_env: AppEnv)
     no_exception(app)
     last = app.chat_message[-1]
     assert not last.error and LIGHTHOUSE_A in last.markdown[0].value
+
+
+def _servers_checked_again() -> None:
+    """What the reachability cache's expiry does after REACHABILITY_TTL_S."""
+    from ui import resources
+
+    resources._reachability.clear()
+    resources._model_ids.clear()
+
+
+def test_a_question_asked_as_ollama_goes_down_and_comes_back_is_answered(
+    ui_app_env: AppEnv, fake_ollama: FakeOllama
+) -> None:
+    app = new_app().run()
+    assert app.title[0].value == "Chat"
+    fake_ollama.stop()
+    _servers_checked_again()  # the mode switches on the run the question starts
+    ask(app, LIGHTHOUSE_Q)
+    no_exception(app)
+    assert app.title[0].value == "Search"
+    assert [m.markdown[0].value for m in app.chat_message[:1]] == [escape_markdown(LIGHTHOUSE_Q)]
+    assert "[1] harbour/lighthouse.md" in page_text(app)  # searched: passages, no answer
+    fake_ollama.start()
+    _servers_checked_again()
+    ask(app, LIGHTHOUSE_Q)
+    no_exception(app)
+    assert app.title[0].value == "Chat"
+    assert len(app.chat_message) == 4
+    assert LIGHTHOUSE_A in app.chat_message[3].markdown[0].value  # answered by the model
+
+
+def test_a_question_asked_as_the_server_drops_out_unseen_is_one_sentence(
+    ui_app_env: AppEnv, fake_ollama: FakeOllama
+) -> None:
+    app = new_app().run()
+    fake_ollama.stop()  # the page still believes it is up (within REACHABILITY_TTL_S)
+    ask(app, LIGHTHOUSE_Q)
+    no_exception(app)
+    [error] = [shown(e.value) for e in app.chat_message[1].error]
+    assert "Ollama" in error and error.endswith(".") and "Traceback" not in error

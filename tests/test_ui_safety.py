@@ -34,7 +34,14 @@ def assert_nothing_remote(app: AppTest) -> None:
         assert "![" not in body and "<img" not in body
         assert not AUTOLINKABLE.search(unescape(body.replace("\\", "")))  # what GFM links
         html = renderer.render(body)
-        assert "<img" not in html and "<a " not in html and "example.invalid" not in _tags(html)
+        # kb's own: an answer's [n] links to its passage's anchor, and that anchor
+        own = _OWN_LINK.sub("", _OWN_ANCHOR.sub("", html))
+        assert "<img" not in own and "<a " not in own and "example.invalid" not in _tags(own)
+        assert "<div" not in own
+
+
+_OWN_LINK = re.compile(r'<a href="#kb-[A-Za-z0-9-]+">\[\d+\]</a>')
+_OWN_ANCHOR = re.compile(r'<div id="kb-[A-Za-z0-9-]+"></div>')
 
 
 def _tags(html: str) -> str:
@@ -49,9 +56,8 @@ def test_planted_image_and_tag_show_as_text_in_answer_and_sources(
     no_exception(app)
     answer = fake_ollama.requests_to("/api/chat")[-1].outcome["answer"]
     assert IMAGE_MD in answer and IMAGE_TAG in answer  # the model did repeat them
-    sources = app.chat_message[1].expander[0]
-    sources_text = "\n".join(str(m.value) for m in sources.markdown)
-    assert "example" in sources_text  # the passage is in the sources panel
+    sources_text = "\n".join(str(m.value) for m in app.chat_message[1].markdown)
+    assert "example" in sources_text  # the passage is among the cited ones
     shown = page_text(app)
     assert shown.count(IMAGE_MD) >= 2 and shown.count(IMAGE_TAG) >= 2  # answer and passage
     assert_nothing_remote(app)

@@ -24,6 +24,7 @@ from tests.ui_helpers import (
     shown,
     switch,
 )
+from ui.plain import escape_markdown
 
 # KB_MODEL and KB_MODELS first, then the rest of Ollama's models, then the fake server's.
 CHOICES = [
@@ -58,7 +59,7 @@ def test_chat_and_compare_pickers_list_the_models_of_both_servers(
     no_exception(app)
     assert [call.model for call in fake_server.calls] == ["fake-echo"]
     assert not fake_ollama.requests_to("/api/chat")  # Ollama was not asked
-    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [1]" in page_text(app)
+    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [[1]](#kb-t1-1)" in page_text(app)
 
     switch(app, "compare")
     no_exception(app)
@@ -115,3 +116,20 @@ def test_the_models_page_shows_each_models_server_and_window(fake_server: FakeBa
     assert (small["window"], small["window from"]) == (1024, "as the server states it")
     echo = rows["fake-echo"]  # a window at the cap, not lowered by it
     assert (echo["window"], echo["window from"]) == (8192, "as the server states it")
+
+
+def test_a_question_asked_as_one_of_two_servers_drops_out_is_answered(
+    fake_server: FakeBackend, fake_ollama: FakeOllama
+) -> None:
+    from ui import resources
+
+    app = new_app().run()
+    assert app.sidebar.selectbox[0].value == ollama_id("fake-llama3:8b")
+    fake_ollama.stop()
+    resources._reachability.clear()  # what the reachability cache's expiry does
+    resources._model_ids.clear()
+    ask(app, LIGHTHOUSE_Q)
+    no_exception(app)
+    assert app.chat_message[0].markdown[0].value == escape_markdown(LIGHTHOUSE_Q)  # kept
+    assert fake_server.calls and fake_server.calls[-1].model == "fake-echo"  # the other answers
+    assert LIGHTHOUSE_A in app.chat_message[1].markdown[0].value

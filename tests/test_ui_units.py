@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,7 +118,8 @@ def test_save_uploads_refuses_files_over_the_limit(tmp_path: Path) -> None:
     )
     assert outcome.saved == [tmp_path / "uploads" / "small.md"]
     assert [name for name, _ in outcome.refused] == ["big.md"]
-    assert "over the limit" in outcome.refused[0][1]
+    assert "over the upload limit of 0.000976562 MB" in outcome.refused[0][1]
+    assert "`KB_UPLOAD_MAX_MB`" in outcome.refused[0][1]
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["small.md"]
 
 
@@ -290,7 +292,7 @@ class _LaneChain:
         self.barrier = barrier
         self.fail = fail
 
-    def stream(self, question: str, model: str) -> Iterator[Any]:
+    def stream(self, question: str, model: str, history: Any = ()) -> Iterator[Any]:
         yield f"{model} says "
         self.barrier.wait(timeout=30)
         if model in self.fail:
@@ -326,3 +328,49 @@ def test_compare_lanes_reraise_an_unexpected_error() -> None:
                 _opener(threading.Barrier(2), {"m1": ZeroDivisionError()}), "q", ["m1", "m2"]
             )
         )
+
+
+def test_closing_the_lanes_closes_their_streams_and_ticks_while_they_wait() -> None:
+    closed = threading.Event()
+
+    class SlowChain:
+        def stream(self, question: str, model: str, history: Any = ()) -> Iterator[Any]:
+            try:
+                time.sleep(0.3)  # the model reads its prompt
+                for n in range(1000):
+                    yield f"token {n} "
+                    time.sleep(0.01)
+            finally:
+                closed.set()
+
+    @contextmanager
+    def open_chain() -> Iterator[SlowChain]:
+        yield SlowChain()
+
+    lanes = stream_side_by_side(open_chain, "q", ["m1", "m2"], tick_s=0.05)
+    first = [next(lanes) for _ in range(3)]
+    assert first[0] == (-1, None)  # a tick while the lanes wait: the page can redraw
+    while True:
+        _, event = next(lanes)
+        if isinstance(event, str):
+            break
+    lanes.close()  # what a Stop click (a rerun) does to the page's loop
+    assert closed.wait(timeout=5), "the lane's stream was not closed"
+
+
+def test_a_stop_closes_the_request_to_the_model_server(ui_app_env: Any, fake_ollama: Any) -> None:
+    from rag.service import build_services
+
+    fake_ollama.token_delay_s = 0.05
+    with build_services(ui_app_env.settings) as services:
+        lanes = stream_side_by_side(
+            services.open_chain, "When was the Tarnwick lighthouse built?", ["fake-llama3:8b"]
+        )
+        for _, event in lanes:
+            if isinstance(event, str):
+                break
+        lanes.close()
+        deadline = time.monotonic() + 10
+        while fake_ollama.clients_gone == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert fake_ollama.clients_gone == 1

@@ -3,6 +3,7 @@ the speed figures and the sources panel. All document and model text goes throug
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import streamlit as st
@@ -11,7 +12,8 @@ from rag.chain import AnswerResult
 from rag.retrieve import Passage, place_label
 from rag.settings import Settings, env_name
 from ui.models_choice import model_label
-from ui.plain import escape_markdown, show_caption, show_text
+from ui.plain import escape_markdown, linked_citations, show_caption, show_text
+from ui.source_view import source_dialog
 
 PARTIAL_MARK = "(answer broken off)"
 SEARCH_RESULTS_SHOWN = 8
@@ -31,7 +33,7 @@ def show_warnings(result: AnswerResult) -> None:
     if result.partial:
         st.warning(
             f"{PARTIAL_MARK} The answer stopped before the model finished: "
-            f"{escape_markdown(result.error or 'the stream ended early')}. "
+            f"{escape_markdown((result.error or 'the stream ended early').rstrip('.'))}. "
             "What arrived is kept above."
         )
     if result.truncated:
@@ -93,22 +95,56 @@ def speed_line(result: AnswerResult) -> str:
     return " · ".join(parts)
 
 
-# How a citation was made (`Citation.kind`), as the sources panel marks a passage.
-CITATION_MARKS = {"written": "cited by the model", "attributed": "attributed by kb"}
+# How a citation was made (`Citation.kind`): its mark in the sources and the words after it.
+CITATION_MARKS = {
+    "written": ":material/format_quote: cited by the model",
+    "attributed": ":material/link: attributed by kb",
+}
 
 
-def show_passage(record: dict[str, Any], cited: bool | str) -> None:
-    """One passage: number, file, page, headings, score, whether and how it is cited, then its
-    text. `cited` is the citation's kind (`written`, `attributed`), or a bool."""
+def answer_key(result: AnswerResult) -> str:
+    """A key for one answer's anchors and buttons, stable across reruns: letters and digits."""
+    raw = f"{result.question}\0{result.model}\0{result.answer}"
+    return "a" + hashlib.sha1(raw.encode("utf-8")).hexdigest()[:10]
+
+
+def passage_anchor(key: str, n: int) -> str:
+    return f"kb-{key}-{n}"
+
+
+def ranks(records: list[dict[str, Any]]) -> dict[int, int]:
+    """Passage number -> its rank by relevance among the answer's passages (1 = best)."""
+    ordered = sorted(records, key=lambda record: -float(record.get("score") or 0.0))
+    return {record["n"]: rank for rank, record in enumerate(ordered, start=1)}
+
+
+def passage_label(record: dict[str, Any]) -> str:
     label = f"[{record['n']}] {record['path']}"
     if record.get("page") is not None:
         page = record["page"]
         label += ", " + place_label(record.get("page_kind") or "page", page, page)
     if record.get("headings"):
         label += " — " + " > ".join(record["headings"])
+    return label
+
+
+def show_passage(
+    record: dict[str, Any], cited: bool | str, rank: int, of: int, key: str = ""
+) -> None:
+    """One passage: an anchor the answer's `[n]` links to, number, file, page, headings, its
+    relevance rank, whether and how it is cited, a button that opens its source, its text.
+    `cited` is the citation's kind (`written`, `attributed`), or a bool."""
+    if key:  # an empty element with an id of kb's own, for the answer's [n] links
+        st.markdown(f'<div id="{passage_anchor(key, record["n"])}"></div>', unsafe_allow_html=True)
     how = CITATION_MARKS.get(cited, "cited") if isinstance(cited, str) else "cited"
     marker = f" · {how}" if cited else ""
-    st.markdown(f"**{escape_markdown(label)}**  \nscore {record['score']:.3f}{marker}")
+    st.markdown(
+        f"**{escape_markdown(passage_label(record))}**  \nrelevance: {rank} of {of}{marker}"
+    )
+    if key and st.button(
+        "Open source", key=f"{key}-open-{record['n']}", icon=":material/open_in_new:"
+    ):
+        source_dialog(record)
     show_text(record["text"])
 
 
@@ -130,13 +166,29 @@ def sources_title(result: AnswerResult) -> str:
     return title + (f", {attributed} attributed by kb" if attributed else "")
 
 
-def sources_panel(result: AnswerResult, expanded: bool = False) -> None:
+def sources_panel(result: AnswerResult, key: str = "") -> None:
+    """The cited passages first, shown and marked (the answer's `[n]` link to them), then the
+    other passages the model was given, in a closed expander."""
     kinds = citation_kinds(result)
-    with st.expander(sources_title(result), expanded=expanded):
-        if not result.passages:
-            st.caption("No passage was found for this question.")
-        for record in result.passages:
-            show_passage(record, kinds.get(record["n"], False))
+    rank = ranks(result.passages)
+    cited = sorted((r for r in result.passages if r["n"] in kinds), key=lambda r: r["n"])
+    others = sorted((r for r in result.passages if r["n"] not in kinds), key=lambda r: rank[r["n"]])
+    st.caption(escape_markdown(sources_title(result)))
+    if not result.passages:
+        st.caption("No passage was found for this question.")
+    for record in cited:
+        with st.container(border=True):
+            show_passage(record, kinds[record["n"]], rank[record["n"]], len(rank), key)
+    if others:
+        with st.expander(f"Other passages the model was given ({len(others)}), not cited"):
+            for record in others:
+                show_passage(record, False, rank[record["n"]], len(rank), key)
+
+
+def linked_answer(result: AnswerResult, key: str) -> str:
+    """The answer's text, escaped, each `[n]` of a cited passage a link to that passage."""
+    cited = citation_kinds(result)
+    return linked_citations(result.answer, lambda n: passage_anchor(key, n) if n in cited else None)
 
 
 def attribution_lines(result: AnswerResult) -> list[str]:
@@ -167,19 +219,25 @@ def show_attributions(result: AnswerResult) -> None:
         show_caption(line)
 
 
-def answer_details(result: AnswerResult, settings: Settings) -> None:
-    """Everything about an answer but its text."""
+def answer_details(result: AnswerResult, settings: Settings, key: str = "") -> None:
+    """Everything about an answer but its text; `key` (letters, digits, dashes; by default
+    from the answer) names its passages' anchors and buttons."""
+    key = key or answer_key(result)
     show_attributions(result)
     show_warnings(result)
     context_bar(result, settings)
     st.caption(escape_markdown(speed_line(result)))
-    sources_panel(result)
+    sources_panel(result, key)
 
 
-def show_answer(result: AnswerResult, settings: Settings) -> None:
-    """A finished answer (from history): its text, then its details."""
-    show_text(result.answer or "(no text)")
-    answer_details(result, settings)
+def show_answer(result: AnswerResult, settings: Settings, key: str = "") -> None:
+    """A finished answer (from history): its text with linked `[n]`, then its details."""
+    key = key or answer_key(result)
+    if result.answer:
+        st.markdown(linked_answer(result, key))
+    else:
+        st.markdown("(no text)")
+    answer_details(result, settings, key)
 
 
 def show_search_results(passages: list[Passage]) -> None:
@@ -187,9 +245,11 @@ def show_search_results(passages: list[Passage]) -> None:
     if not passages:
         st.caption("No passage matches this question.")
         return
+    st.caption("No model is answering, so here are the passages that best match the question:")
     for n, passage in enumerate(passages[:SEARCH_RESULTS_SHOWN], start=1):
-        st.markdown(
-            f"**{escape_markdown(f'[{n}] {passage.source_label()}')}**  \nscore {passage.score:.3f}"
-        )
+        st.markdown(f"**{escape_markdown(f'[{n}] {passage.source_label()}')}**")
         show_text(passage.text)
-    show_caption(f"Showing {min(len(passages), SEARCH_RESULTS_SHOWN)} of {len(passages)}.")
+    show_caption(
+        f"The {min(len(passages), SEARCH_RESULTS_SHOWN)} best of {len(passages)} matching "
+        "passages, best first."
+    )

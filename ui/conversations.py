@@ -260,6 +260,8 @@ def _turn_markdown(turn: dict[str, Any]) -> list[str]:
             lines += [f"- [{c.n}] {c.source}" for c in result.citations]
             lines.append("")
         return lines
+    if role == "stopped":  # an answer the user stopped: what had arrived
+        return ["## Answer (stopped)", "", str(turn.get("content", "")), ""]
     if role == "search":
         passages: list[Passage] = turn.get("passages") or []
         lines = ["## Search results", ""]

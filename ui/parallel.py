@@ -1,8 +1,13 @@
-"""One question to several models at once, each in its own thread with its own `Chain` (and its
-own use of the shared store, which is safe to read from several threads).
+"""Answers streamed from worker threads, each with its own `Chain` (and its own use of the
+shared store, which is safe to read from several threads): the Compare page's 2-4 lanes, and
+the Chat page's one.
 
 The threads only produce events; the page's own thread consumes them and draws, since
-Streamlit elements belong to the script's thread.
+Streamlit elements belong to the script's thread. With `tick_s` the consumer also gets a
+`WAITING` event whenever no other came for that long, so that the page can redraw while a model
+reads its prompt: each redraw is where Streamlit notices a Stop click (or any rerun) and ends
+the script. Closing the consumer (which a rerun does) cancels every lane: each closes its
+stream at its next event, and closing the stream closes the request to the model server.
 """
 
 from __future__ import annotations
@@ -10,27 +15,35 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 
-from rag.chain import AnswerResult, Chain
+from rag.chain import AnswerResult, Chain, Message
 from rag.errors import KBError
 
 Event = str | AnswerResult | KBError
 ChainOpener = Callable[[], AbstractContextManager[Chain]]
+WAITING = None  # no event for `tick_s`
 _DONE = object()
 
 
 def stream_side_by_side(
-    open_chain: ChainOpener, question: str, models: Sequence[str]
-) -> Iterator[tuple[int, Event]]:
+    open_chain: ChainOpener,
+    question: str,
+    models: Sequence[str],
+    history: Sequence[Message] = (),
+    tick_s: float | None = None,
+) -> Iterator[tuple[int, Event | None]]:
     """(lane, event) as they come: text deltas, then the lane's `AnswerResult`, or the
-    `KBError` that ended the lane. An unexpected error is re-raised here, in the caller."""
+    `KBError` that ended the lane; with `tick_s`, (-1, WAITING) after each `tick_s` seconds
+    without an event. An unexpected error is re-raised here, in the caller. Closing this
+    iterator early cancels the lanes still running."""
     events: queue.Queue[tuple[int, object]] = queue.Queue()
+    cancel = threading.Event()
     threads = [
         threading.Thread(
             target=_run_lane,
-            args=(lane, open_chain, question, model, events),
-            name=f"kb-compare-{lane}",
+            args=(lane, open_chain, question, model, history, events, cancel),
+            name=f"kb-lane-{lane}",
             daemon=True,
         )
         for lane, model in enumerate(models)
@@ -38,14 +51,21 @@ def stream_side_by_side(
     for thread in threads:
         thread.start()
     running = len(threads)
-    while running:
-        lane, event = events.get()
-        if event is _DONE:
-            running -= 1
-        elif isinstance(event, str | AnswerResult | KBError):
-            yield lane, event
-        elif isinstance(event, BaseException):
-            raise event
+    try:
+        while running:
+            try:
+                lane, event = events.get(timeout=tick_s)
+            except queue.Empty:
+                yield -1, WAITING
+                continue
+            if event is _DONE:
+                running -= 1
+            elif isinstance(event, str | AnswerResult | KBError):
+                yield lane, event
+            elif isinstance(event, BaseException):
+                raise event
+    finally:
+        cancel.set()  # lanes still running stop at their next event
     for thread in threads:
         thread.join()
 
@@ -55,11 +75,15 @@ def _run_lane(
     open_chain: ChainOpener,
     question: str,
     model: str,
+    history: Sequence[Message],
     events: queue.Queue[tuple[int, object]],
+    cancel: threading.Event,
 ) -> None:
     try:
-        with open_chain() as chain:
-            for event in chain.stream(question, model):
+        with open_chain() as chain, closing(chain.stream(question, model, history)) as stream:
+            for event in stream:
+                if cancel.is_set():
+                    break  # `closing` ends the stream, and with it the server's request
                 events.put((lane, event))
     except BaseException as err:  # handed to the page's thread, which shows or re-raises it
         events.put((lane, err))

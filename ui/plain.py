@@ -13,8 +13,9 @@ what is seen.
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import streamlit as st
 
@@ -68,6 +69,39 @@ def show_caption(text: str) -> None:
     st.caption(escape_markdown(text))
 
 
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+def message_markdown(message: str) -> str:
+    """One of kb's own messages as markdown: what it quotes in backticks (a command, a
+    setting) as code, the rest escaped like any text. A code span shows its content
+    literally, so a path inside one stays text too."""
+    parts = message.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: the last one is text
+        parts[-2:] = ["`".join(parts[-2:])]
+    return "".join(
+        f"`{part}`" if index % 2 and part.strip() else escape_markdown(part)
+        for index, part in enumerate(parts)
+    )
+
+
+def linked_citations(text: str, link: Callable[[int], str | None]) -> str:
+    """`text` escaped as `escape_markdown` does, each `[n]` for which `link(n)` gives an anchor
+    (`kb-a1-2`, letters, digits and dashes) made a link to `#anchor`: the only markup in the
+    result is those links, built here from a number and an anchor of kb's."""
+    pieces, last = [], 0
+    for match in _CITATION.finditer(text):
+        anchor = link(int(match.group(1)))
+        if anchor is None or not re.fullmatch(r"[A-Za-z0-9-]+", anchor):
+            continue
+        pieces.append(escape_markdown(text[last : match.start()]))
+        pieces.append(f"[\\[{int(match.group(1))}\\]](#{anchor})")
+        last = match.end()
+    pieces.append(escape_markdown(text[last:]))
+    return "".join(pieces)
+
+
 def show_error(err: BaseException) -> None:
-    """A `KBError` (or any one-sentence message) as an error box, never a traceback."""
-    st.error(escape_markdown(str(err)))
+    """A `KBError` (or any one-sentence message) as an error box, never a traceback; commands
+    it quotes in backticks are shown as code."""
+    st.error(message_markdown(str(err)))

@@ -24,6 +24,11 @@ class Upload(Protocol):
     def getvalue(self) -> bytes: ...
 
 
+def upload_limit_words(max_mb: float) -> str:
+    """The upload limit as the app writes it everywhere: `25 MB`."""
+    return f"{max_mb:g} MB"
+
+
 def uploads_dir(data_dir: Path) -> Path:
     return data_dir / "uploads"
 
@@ -60,7 +65,11 @@ def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploa
     folder.mkdir(parents=True, exist_ok=True)
     for upload in files:
         if upload.size > max_mb * 1024 * 1024:
-            reason = f"{upload.size / 1048576:.1f} MB is over the limit of {max_mb:g} MB"
+            reason = (
+                f"its {upload.size / 1048576:.1f} MB are over the upload limit of "
+                f"{upload_limit_words(max_mb)}; to allow larger files raise `KB_UPLOAD_MAX_MB` "
+                "(and Streamlit's `server.maxUploadSize` in .streamlit/config.toml with it)."
+            )
             outcome.refused.append((upload.name, reason))
             continue
         target = folder / sanitize_filename(upload.name)

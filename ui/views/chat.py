@@ -9,21 +9,51 @@ documents or reloads anything.
 from __future__ import annotations
 
 import itertools
+import time
+from contextlib import closing
 from typing import Any
 
 import streamlit as st
 
-from rag.chain import AnswerResult, Chain
-from rag.errors import KBError
+from rag.chain import AnswerResult
+from rag.errors import EmptyKnowledgeBaseError, KBError
 from rag.settings import Settings
-from ui.answer_view import answer_details, show_answer, show_search_results
+from ui.answer_view import answer_details, linked_answer, show_answer, show_search_results
 from ui.conversation_panel import conversation_panel, reopen_from_address, save_conversation
 from ui.models_choice import kept_choice, model_choices, model_label, no_model_message
-from ui.plain import escape_markdown, escaped_stream, show_error, show_text
-from ui.resources import listed_models, models_reachable, page_start, ready_services
+from ui.parallel import WAITING, stream_side_by_side
+from ui.plain import escape_markdown, show_error, show_text
+from ui.resources import (
+    get_services,
+    listed_models,
+    models_reachable,
+    page_start,
+    ready_services,
+)
 
 TURNS = "chat_turns"  # this session's conversation: list of turn dicts
 MODEL = "chat_model"  # this session's model choice: a model id (older sessions: a bare name)
+# The chat input's key. Its label changes with the mode (answers or search alone); without a
+# key of its own, that change gave it a new identity and a question typed meanwhile was lost.
+QUESTION = "chat_question"
+STOP = "chat_stop"
+STOPPED = "stopped"  # the role of an answer cut short: its text so far, kept as it streams
+TICK_S = 0.25  # how often the page redraws while it waits for the model (and so sees a Stop)
+LIBRARY_PAGE = "views/library.py"
+# Keeps the newest answer in view while it streams, until the user scrolls up; a fixed script
+# of kb's own (it reads nothing from the page but its scroll position).
+FOLLOW_SCRIPT = """<script>
+const doc = window.parent.document;
+const box = doc.querySelector('[data-testid="stMain"]') || doc.scrollingElement;
+const scrollers = [box, doc.scrollingElement].filter(Boolean);
+let follow = true;
+const bottom = () => scrollers.forEach(s => s.scrollTo({top: s.scrollHeight}));
+scrollers.forEach(s => s.addEventListener("wheel", e => { if (e.deltaY < 0) follow = false; }));
+scrollers.forEach(s => s.addEventListener("touchmove", () => { follow = false; }));
+new MutationObserver(() => { if (follow) bottom(); })
+  .observe(doc.body, {childList: true, subtree: true, characterData: true});
+bottom();
+</script>"""
 
 
 def chain_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -48,52 +78,133 @@ def pick_model(settings: Settings) -> str | None:
     return st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
 
 
-def show_turn(turn: dict[str, Any], settings: Settings) -> None:
+def show_turn(turn: dict[str, Any], settings: Settings, index: int = 0) -> None:
     role = turn["role"]
     with st.chat_message("user" if role == "user" else "assistant"):
         if role == "user":
             show_text(turn["content"])
         elif role == "assistant":
-            show_answer(turn["result"], settings)
+            show_answer(turn["result"], settings, key=f"t{index}")
         elif role == "search":
             show_search_results(turn["passages"])
-        else:
-            st.error(escape_markdown(turn["content"]))
-
-
-def stream_answer(chain: Chain, question: str, model: str, history: list[dict[str, str]]) -> Any:
-    """Stream the answer into the page; the `AnswerResult` once the stream is over."""
-    final: list[AnswerResult] = []
-
-    def deltas() -> Any:
-        for event in chain.stream(question, model, history):
-            if isinstance(event, AnswerResult):
-                final.append(event)
+        elif role == STOPPED:
+            if turn["content"]:
+                show_text(turn["content"])
+                st.caption("Stopped before the answer was finished; what arrived is kept above.")
             else:
-                yield event
+                st.caption("Stopped before the first word of the answer arrived.")
+        else:
+            show_kb_error(turn["content"], turn.get("empty", False))
 
-    st.write_stream(escaped_stream(deltas()))
-    return final[0]
+
+def show_kb_error(message: str, empty_store: bool = False) -> None:
+    """One of kb's error sentences; for an empty store, a link to the Library with it."""
+    show_error(KBError(message))
+    if empty_store:
+        st.page_link(LIBRARY_PAGE, label="Add documents in the Library", icon=":material/add:")
 
 
-def answer(settings: Settings, question: str, model: str | None) -> dict[str, Any]:
-    """Answer (or, without a model, search) inside an assistant message; the turn to keep."""
+def waiting_words(started: float) -> str:
+    return f"Finding passages and asking the model… {time.monotonic() - started:.0f} s"
+
+
+def stream_answer(
+    settings: Settings, question: str, model: str, history: list[dict[str, str]], sign: Any
+) -> AnswerResult | KBError:
+    """Stream the answer into the page from a worker thread, with a sign that it is coming
+    from the start and a Stop button; the `AnswerResult`, or the `KBError` that ended it.
+
+    The text so far is kept in a `stopped` turn as it arrives: a Stop click (or any other
+    rerun) ends this script mid-stream, and that turn is what the next run shows. Leaving the
+    loop closes the lanes' iterator, which closes the request to the model server. `sign` is
+    the placeholder that already shows `waiting_words`."""
+    stop, body = st.empty(), st.empty()
+    started = time.monotonic()
+    stop.button("Stop", key=STOP, icon=":material/stop_circle:")
+    kept = {"role": STOPPED, "content": ""}
+    st.session_state[TURNS].append(kept)
+    text, outcome = "", None
+    open_chain = ready_services(settings).open_chain
+    lanes = stream_side_by_side(open_chain, question, [model], history, tick_s=TICK_S)
+    with closing(lanes):
+        for _, event in lanes:
+            if event is WAITING:
+                if not text:
+                    sign.status(waiting_words(started), state="running")
+            elif isinstance(event, str):
+                if not text:
+                    sign.empty()
+                text += event
+                kept["content"] = text
+                body.markdown(escape_markdown(text))
+            else:
+                outcome = event
+    sign.empty()
+    stop.empty()
+    st.session_state[TURNS].remove(kept)
+    if isinstance(outcome, AnswerResult) and outcome.answer:
+        body.markdown(linked_answer(outcome, f"t{len(st.session_state[TURNS])}"))
+    assert outcome is not None
+    return outcome
+
+
+def start_reply(question: str) -> tuple[Any, Any]:
+    """The question and an assistant message showing that its answer is coming, drawn at once
+    (before the conversation so far is drawn again): the message and its sign's placeholder."""
+    with st.chat_message("user"):
+        show_text(question)
+    reply = st.chat_message("assistant")
+    sign = reply.empty()
+    sign.status(waiting_words(time.monotonic()), state="running")
+    return reply, sign
+
+
+def answer(settings: Settings, question: str, model: str | None, sign: Any) -> dict[str, Any]:
+    """Answer (or, without a model, search) inside the assistant message being drawn, whose
+    `sign` shows that something is coming; the turn to keep."""
     history = chain_history(st.session_state[TURNS])
-    with st.chat_message("assistant"):
+    if model is None:
         try:
-            services = ready_services(settings)
-            with services.open_store() as store:
-                chain = services.chain(store)
-                if model is None:
-                    passages = chain.search(question)
-                    show_search_results(passages)
-                    return {"role": "search", "content": question, "passages": passages}
-                result = stream_answer(chain, question, model, history)
+            with ready_services(settings).open_chain() as chain:
+                passages = chain.search(question)
         except KBError as err:
-            show_error(err)
-            return {"role": "error", "content": str(err)}
-        answer_details(result, settings)
-    return {"role": "assistant", "content": result.answer, "result": result}
+            sign.empty()
+            return error_turn(err)
+        sign.empty()
+        show_search_results(passages)
+        return {"role": "search", "content": question, "passages": passages}
+    outcome = stream_answer(settings, question, model, history, sign)
+    if isinstance(outcome, KBError):
+        return error_turn(outcome)
+    answer_details(outcome, settings, key=f"t{len(st.session_state[TURNS])}")
+    return {"role": "assistant", "content": outcome.answer, "result": outcome}
+
+
+def error_turn(err: KBError) -> dict[str, Any]:
+    empty = isinstance(err, EmptyKnowledgeBaseError)
+    show_kb_error(str(err), empty)
+    return {"role": "error", "content": str(err), "empty": empty}
+
+
+def store_is_empty(settings: Settings) -> bool:
+    """Whether the store holds no chunk (False when it cannot be opened: the question will
+    say why)."""
+    try:
+        with get_services(settings).open_store() as store:
+            return store.count_chunks() == 0
+    except KBError:
+        return False
+
+
+def first_visit_guide(settings: Settings) -> None:
+    """On an empty conversation over an empty store: how to add documents."""
+    if st.session_state[TURNS] or not store_is_empty(settings):
+        return
+    st.info(
+        "The knowledge base is empty. Add documents in the Library (upload files or ingest a "
+        "folder on the server), or run `python -m ingest ./docs`; then ask here."
+    )
+    st.page_link(LIBRARY_PAGE, label="Open the Library", icon=":material/library_books:")
 
 
 def sidebar(settings: Settings, online: bool) -> str | None:
@@ -109,16 +220,20 @@ def main() -> None:
     online = models_reachable(settings)
     model = sidebar(settings, online)
     st.title("Chat" if online else "Search")
-    for turn in st.session_state[TURNS]:
-        show_turn(turn, settings)
+    earlier = st.container()  # the conversation so far, drawn after the new question's sign
     prompt = "Ask the knowledge base" if online else "Search the knowledge base"
-    question = st.chat_input(prompt, disabled=online and model is None)
+    question = st.chat_input(prompt, key=QUESTION, disabled=online and model is None)
+    reply, sign = start_reply(question) if question else (None, None)
+    with earlier:
+        for index, turn in enumerate(st.session_state[TURNS]):
+            show_turn(turn, settings, index)
     if not question:
+        first_visit_guide(settings)
         return
     st.session_state[TURNS].append({"role": "user", "content": question})
-    with st.chat_message("user"):
-        show_text(question)
-    st.session_state[TURNS].append(answer(settings, question, model))
+    st.iframe(FOLLOW_SCRIPT, height=1)
+    with reply:
+        st.session_state[TURNS].append(answer(settings, question, model, sign))
     save_conversation(settings, TURNS)
 
 

@@ -3,6 +3,8 @@ server); the user marks the better answer and the marks add up to a win rate per
 
 from __future__ import annotations
 
+import time
+from contextlib import closing
 from typing import Any
 
 import streamlit as st
@@ -19,13 +21,15 @@ from ui.models_choice import (
     pull_hint,
     split_model_id,
 )
-from ui.parallel import stream_side_by_side
+from ui.parallel import WAITING, stream_side_by_side
 from ui.plain import escape_markdown, show_error
 from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 RUN = "compare_run"  # this session's last comparison: question, models, results, mark
 MODELS = "compare_models"  # this session's model ids (older sessions: bare names)
 MIN_MODELS, MAX_MODELS = 2, 4
+TICK_S = 0.25  # how often the page redraws while the models read (and so sees a Stop)
+WAITING_WORDS = "Finding passages and asking the model… {:.0f} s"
 
 
 def ask_form(choices: list[str]) -> tuple[str, list[str]] | None:
@@ -56,34 +60,55 @@ def ask_form(choices: list[str]) -> tuple[str, list[str]] | None:
 
 def run_comparison(settings: Settings, question: str, models: list[str]) -> dict[str, Any]:
     """Stream every model's answer into its column; the results, by model."""
+    stop = st.empty()
+    stop.button("Stop", key="compare_stop", icon=":material/stop_circle:")
     columns = st.columns(len(models))
     boxes, texts = [], ["" for _ in models]
     for column, model in zip(columns, models, strict=True):
         column.subheader(escape_markdown(model_label(model)))
         boxes.append(column.empty())
+        boxes[-1].caption(WAITING_WORDS.format(0))
     results: dict[str, AnswerResult | str] = {}
     open_chain = ready_services(settings).open_chain
-    for lane, event in stream_side_by_side(open_chain, question, models):
-        if isinstance(event, str):
-            texts[lane] += event
-            boxes[lane].markdown(escape_markdown(texts[lane]))
-        elif isinstance(event, AnswerResult):
-            results[models[lane]] = event
-        else:
-            results[models[lane]] = str(event)
+    # A Stop click ends this script at the next redraw; leaving the loop closes the lanes,
+    # and each lane's request to its model server with it.
+    started = time.monotonic()
+    lanes = stream_side_by_side(open_chain, question, models, tick_s=TICK_S)
+    with closing(lanes):
+        for lane, event in lanes:
+            if event is WAITING:
+                waited = time.monotonic() - started
+                for box, text in zip(boxes, texts, strict=True):
+                    if not text:
+                        box.caption(WAITING_WORDS.format(waited))
+            elif isinstance(event, str):
+                texts[lane] += event
+                boxes[lane].markdown(escape_markdown(texts[lane]))
+            elif isinstance(event, AnswerResult):
+                results[models[lane]] = event
+            else:
+                results[models[lane]] = str(event)
+    stop.empty()
     for column, model in zip(columns, models, strict=True):
         with column:
-            show_outcome(results[model], settings, streamed=True)
+            show_outcome(results[model], settings, streamed=True, key=f"c{lane_key(model)}")
     return {"question": question, "models": models, "results": results, "mark": None}
 
 
-def show_outcome(outcome: AnswerResult | str, settings: Settings, streamed: bool = False) -> None:
+def lane_key(model: str) -> str:
+    """Letters and digits from a model id, for its answer's anchors and buttons."""
+    return "".join(c if c.isalnum() else "-" for c in model)
+
+
+def show_outcome(
+    outcome: AnswerResult | str, settings: Settings, streamed: bool = False, key: str = ""
+) -> None:
     if isinstance(outcome, str):
         show_error(KBError(outcome))
     elif streamed:
-        answer_details(outcome, settings)
+        answer_details(outcome, settings, key)
     else:
-        show_answer(outcome, settings)
+        show_answer(outcome, settings, key)
 
 
 def show_run(run: dict[str, Any], settings: Settings) -> None:
@@ -92,7 +117,7 @@ def show_run(run: dict[str, Any], settings: Settings) -> None:
     for column, model in zip(columns, run["models"], strict=True):
         with column:
             st.subheader(escape_markdown(model_label(model)))
-            show_outcome(run["results"][model], settings)
+            show_outcome(run["results"][model], settings, key=f"c{lane_key(model)}")
 
 
 def mark_form(settings: Settings, run: dict[str, Any]) -> None:

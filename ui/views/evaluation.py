@@ -13,11 +13,77 @@ from rag.settings import Settings
 from ui.eval_charts import show_charts
 from ui.eval_runs import EvalRun, find_runs, history_rows
 from ui.models_choice import model_choices, model_label, no_model_message
-from ui.plain import escape_markdown, show_error
+from ui.plain import escape_markdown, message_markdown, show_error
 from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 NO_JUDGE = "(no judge)"
 DEFAULT_LIMIT = 5
+# The summary's columns a reader looks at first, left, so they show without scrolling.
+FIRST_FIGURES = (
+    "model", "questions", "exact_match", "f1", "contains", "cited_rate", "citation_precision",
+    "retrieval_hit_rate", "refusal_accuracy", "latency_p95_s", "mean_ttft_s", "errors",
+)  # fmt: skip
+
+
+def figure_names() -> dict[str, str]:
+    """summary.csv's column -> its name in words (`exact_match` -> `Exact match`)."""
+    from eval.report import ANSWER_COLUMNS, JUDGE_COLUMNS
+
+    names = {column.key: column.title or column.header for column in ANSWER_COLUMNS}
+    names |= {column.key: column.title or column.header for column in JUDGE_COLUMNS}
+    return names | {"questions": "Questions", "model": "Model"}
+
+
+def readable_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary's rows, the important columns first, every column named in words."""
+    names = figure_names()
+    shown = []
+    for row in rows:
+        ordered = {key: row[key] for key in FIRST_FIGURES if key in row} | row
+        shown.append({names.get(key, key.replace("_", " ")): v for key, v in ordered.items()})
+    return shown
+
+
+def show_report_markdown(text: str) -> None:
+    """report.md rendered, and still safe: its headings, lists and sentences as markdown
+    whose every character but the code spans is escaped (the report quotes questions, which
+    are document data), its tables as tables, its chart links left out (the charts are
+    shown above)."""
+    block: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if block:
+            st.markdown("\n".join(block))
+            block.clear()
+        if table:
+            header, *rows = table
+            st.dataframe([dict(zip(header, row, strict=False)) for row in rows], hide_index=True)
+            table.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            if block:
+                flush()
+            cells = [c.strip().strip("`") for c in stripped.strip("|").split(" | ")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                table.append(cells)
+            continue
+        if table:
+            flush()
+        if stripped.startswith("!["):
+            continue
+        heading = len(stripped) - len(stripped.lstrip("#"))
+        if 0 < heading <= 6 and stripped[heading : heading + 1] == " ":
+            flush()
+            level = "#" * min(heading + 2, 6)  # under the page's own headings
+            st.markdown(f"{level} {message_markdown(stripped[heading + 1 :])}")
+        elif stripped.startswith("- "):
+            block.append("- " + message_markdown(stripped[2:]))
+        else:
+            block.append(message_markdown(line) + ("  " if line else ""))
+    flush()
 
 
 def sample_set() -> Path:
@@ -99,7 +165,7 @@ def run_label(run: EvalRun) -> str:
 def show_run(run: EvalRun) -> None:
     summary = run.summary()
     if summary:
-        st.dataframe(summary, hide_index=True)
+        st.dataframe(readable_summary(summary), hide_index=True)
     else:
         st.caption("This run has no summary.csv.")
     show_charts(summary)  # drawn from the figures: an image would be a password-free URL
@@ -108,9 +174,8 @@ def show_run(run: EvalRun) -> None:
         st.dataframe(results, hide_index=True)
     report = run.report()
     if report is not None:
-        with st.expander("report.md"):
-            # Plain text: the report quotes answers, which are document data.
-            st.code(report, language="markdown", wrap_lines=True)
+        with st.expander("Report (report.md)"):
+            show_report_markdown(report)
 
 
 def show_runs(settings: Settings) -> None:
@@ -127,7 +192,7 @@ def show_runs(settings: Settings) -> None:
     show_run(labels[chosen])
     if len(runs) > 1:
         st.subheader("All runs")
-        st.dataframe(history_rows(runs), hide_index=True)
+        st.dataframe(readable_summary(history_rows(runs)), hide_index=True)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ through the same `ingest()` as `python -m ingest`, deleting one, and the store's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,14 @@ from ingest.writer import remove_document
 from rag.errors import KBError
 from rag.settings import Settings
 from rag.store import DocRecord, disk_bytes
-from ui.plain import escape_markdown, show_error
+from ui.names import distinct_names
+from ui.plain import escape_markdown, message_markdown, show_error
 from ui.resources import get_services, page_start, ready_services
-from ui.uploads import save_uploads, uploads_dir
+from ui.uploads import save_uploads, upload_limit_words, uploads_dir
 
 REPORT = "library_report"  # this session's last ingest report
+REFUSED = "library_refused"  # this session's last refused uploads: (name, reason) pairs
+CONFIRM = "library_delete"  # the doc_id whose deletion waits for a confirmation
 MIB = 1024 * 1024
 
 
@@ -40,40 +43,74 @@ def store_summary(settings: Settings, documents: list[DocRecord], chunks: int) -
         right.metric("On disk", human_bytes(size))
 
 
+def document_names(documents: list[DocRecord]) -> dict[str, str]:
+    """doc_id -> a name that tells apart two files of one name in different folders."""
+    names = distinct_names((d.path, d.abs_path) for d in documents)
+    return {d.doc_id: names[d.abs_path] for d in documents}
+
+
 def documents_table(documents: list[DocRecord]) -> None:
     if not documents:
-        st.info("The knowledge base is empty; upload files or ingest a folder below.")
+        st.info(
+            "The knowledge base is empty; add documents with the forms above: upload files, "
+            "or give a folder on the server."
+        )
         return
+    names = document_names(documents)
     st.dataframe(
         [
             {
-                "document": d.path,
-                "title": d.title,
+                "document": names[d.doc_id],
                 "chunks": d.chunk_count,
                 "size (KiB)": round(d.size_bytes / 1024, 1),
                 "last ingested (UTC)": d.ingested_at,
+                "title": d.title,
                 "file": d.abs_path,
             }
             for d in documents
         ],
         hide_index=True,
+        column_config={"document": st.column_config.TextColumn(width="large")},
     )
 
 
-def progress_reporter(total: int) -> Callable[[str, int, int], None]:
-    bar = st.progress(0.0, text=f"Ingesting {total} files…")
+class EmbeddingProgress:
+    """The ingest bar: the embedding work in chunks, with chunks/s and the time left. Until
+    every file is read the chunks to come are estimated from the files read so far."""
 
-    def report(shown: str, files_done: int, chunks_written: int) -> None:
-        share = min(1.0, files_done / total) if total else 1.0
-        current = f" · {escape_markdown(shown)}" if shown else ""
-        bar.progress(share, text=f"{files_done} of {total} files, {chunks_written} chunks{current}")
+    def __init__(self, total_files: int) -> None:
+        self.total_files = total_files
+        self.files_done = 0
+        self.started = time.monotonic()
+        self.bar = st.progress(0.0, text=f"Reading {total_files} files…")
 
-    return report
+    def on_file(self, shown: str, files_done: int, chunks_written: int) -> None:
+        self.files_done = files_done
+
+    def on_chunks(self, embedded: int, made: int) -> None:
+        self.bar.progress(*self.state(embedded, made, time.monotonic() - self.started))
+
+    def state(self, embedded: int, made: int, seconds: float) -> tuple[float, str]:
+        """(share done, the bar's words) after `seconds`."""
+        reading = self.files_done < self.total_files
+        expected = made
+        if reading and self.files_done:
+            expected = max(made, round(made * self.total_files / self.files_done))
+        share = min(1.0, embedded / expected) if expected else 0.0
+        about = "about " if reading else ""
+        words = f"{embedded:,} of {about}{expected:,} chunks embedded"
+        rate = embedded / seconds if seconds > 0 else 0.0
+        if rate > 0:
+            left = (expected - embedded) / rate
+            words += f" · {rate:,.1f} chunks/s · {about}{left:,.0f} s left"
+        words += f" · {self.files_done} of {self.total_files} files read"
+        return share, words
 
 
 def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> None:
     total = sum(1 for _ in find_files(roots))
     services = ready_services(settings)
+    progress = EmbeddingProgress(total)
     try:
         with services.open_store() as store:
             report = ingest(
@@ -81,17 +118,27 @@ def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> No
                 roots,
                 prune=prune,
                 embedder=services.embedder,
-                on_progress=progress_reporter(total),
+                on_progress=progress.on_file,
                 store=store,
+                on_chunks=progress.on_chunks,
             )
     except KBError as err:
         show_error(err)
         return
+    progress.bar.progress(1.0, text=f"Done: {report.chunks_written:,} chunks embedded.")
     st.session_state[REPORT] = report
 
 
-def show_report(report: IngestReport) -> None:
+def show_refused(refused: list[tuple[str, str]]) -> None:
+    for name, reason in refused:
+        st.warning(f"{escape_markdown(name)} was not ingested: {message_markdown(reason)}")
+
+
+def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> None:
     st.subheader("Last ingest")
+    show_refused(refused)
+    if report is None:
+        return
     figures = ("added", "updated", "unchanged", "removed", "chunks_written")
     for column, name in zip(st.columns(len(figures)), figures, strict=True):
         column.metric(name.replace("_", " "), getattr(report, name))
@@ -115,14 +162,15 @@ def show_report(report: IngestReport) -> None:
 def upload_form(settings: Settings) -> None:
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader(
-            f"Upload files (up to {settings.upload_max_mb:g} MB each)", accept_multiple_files=True
+            f"Upload files (up to {upload_limit_words(settings.upload_max_mb)} each)",
+            accept_multiple_files=True,
         )
         submitted = st.form_submit_button("Ingest uploads")
     if not submitted or not files:
         return
     outcome = save_uploads(list(files), uploads_dir(settings.data_dir), settings.upload_max_mb)
-    for name, reason in outcome.refused:
-        st.warning(f"{escape_markdown(name)} was not saved: {reason}.")
+    st.session_state[REFUSED] = outcome.refused
+    st.session_state.pop(REPORT, None)
     if outcome.saved:
         run_ingest(settings, outcome.saved)
 
@@ -141,24 +189,51 @@ def folder_form(settings: Settings) -> None:
     run_ingest(settings, [path.resolve()], prune=prune)
 
 
+def uploaded_copy(settings: Settings, document: DocRecord) -> Path | None:
+    """The file in `<data_dir>/uploads` a document was ingested from, or None."""
+    folder = uploads_dir(settings.data_dir).resolve()
+    path = Path(document.abs_path)
+    return path if path.parent == folder and path.is_file() else None
+
+
 def delete_form(settings: Settings, documents: list[DocRecord]) -> None:
     if not documents:
         return
     by_id = {d.doc_id: d for d in documents}
+    names = document_names(documents)
     with st.form("delete"):
-        doc_id = st.selectbox(
-            "Document", list(by_id), format_func=lambda i: by_id[i].path, index=None
-        )
+        doc_id = st.selectbox("Document", list(by_id), format_func=names.__getitem__, index=None)
         submitted = st.form_submit_button("Delete document")
-    if not submitted or doc_id is None:
+    if submitted and doc_id is not None:
+        st.session_state[CONFIRM] = doc_id
+    pending = by_id.get(st.session_state.get(CONFIRM, ""))
+    if pending is not None:
+        confirm_delete(settings, pending, names[pending.doc_id])
+
+
+def confirm_delete(settings: Settings, document: DocRecord, name: str) -> None:
+    copy = uploaded_copy(settings, document)
+    also = " and the uploaded file" if copy is not None else ""
+    st.warning(
+        f"Delete {escape_markdown(name)}? This removes its {document.chunk_count:,} chunks"
+        f"{also} from the knowledge base; it cannot be undone."
+    )
+    yes, no = st.columns(2)
+    if no.button("Keep it", key="library-delete-cancel"):
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()
+    if not yes.button("Delete", key="library-delete-confirm", type="primary"):
         return
+    st.session_state.pop(CONFIRM, None)
     try:
         with get_services(settings).open_store() as store:
-            remove_document(store, by_id[doc_id])
+            remove_document(store, document)
     except KBError as err:
         show_error(err)
         return
-    st.session_state["library_deleted"] = by_id[doc_id].path
+    if copy is not None:
+        copy.unlink(missing_ok=True)
+    st.session_state["library_deleted"] = name
     st.rerun()
 
 
@@ -177,8 +252,8 @@ def main() -> None:
     st.subheader("Add documents")
     upload_form(settings)
     folder_form(settings)
-    if REPORT in st.session_state:
-        show_report(st.session_state[REPORT])
+    if REPORT in st.session_state or st.session_state.get(REFUSED):
+        show_report(st.session_state.get(REPORT), st.session_state.get(REFUSED, []))
     deleted: Any = st.session_state.pop("library_deleted", None)
     if deleted:
         st.success(f"Deleted {escape_markdown(deleted)}.")
@@ -189,8 +264,9 @@ def main() -> None:
     st.subheader("Documents")
     store_summary(settings, documents, chunks)
     documents_table(documents)
-    st.subheader("Delete a document")
-    delete_form(settings, documents)
+    if documents:
+        st.subheader("Delete a document")
+        delete_form(settings, documents)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ def window_from(row: dict[str, Any], settings: Settings) -> str:
     return source
 
 
+# What a reader needs first, left, so it shows without scrolling; the rest after.
+FIRST = ("model", "server", "available", "default", "window", "window from")
+
+
 def table_rows(rows: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
     default = find_model(settings.model, [row["id"] for row in rows if row["pulled"]])
     shown = []
@@ -49,7 +53,7 @@ def table_rows(rows: list[dict[str, Any]], settings: Settings) -> list[dict[str,
         cells["server"] = cells["server"] or "(none)"
         cells["window from"] = window_from(row, settings)
         cells["default"] = row["id"] == default
-        shown.append(cells)
+        shown.append({name: cells[name] for name in FIRST} | cells)
     return shown
 
 
