@@ -135,6 +135,21 @@ def _summary(report: IngestReport) -> str:
     )
 
 
+def _skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:
+    """Files of formats kb does not read as one line per extension; the others one each."""
+    other = [i for i in skipped if i["reason"] != "not a format kb reads"]
+    unread: dict[str, int] = {}
+    for item in skipped:
+        if item["reason"] == "not a format kb reads":
+            suffix = Path(item["path"]).suffix.lower() or "(no extension)"
+            unread[suffix] = unread.get(suffix, 0) + 1
+    lines = [
+        f"not read: {n} {suffix} file(s), a format kb does not read"
+        for suffix, n in sorted(unread.items())
+    ]
+    return lines + [f"not read: {i['path']}: {i['reason']}" for i in other]
+
+
 def _reading_notes(report: IngestReport) -> list[str]:
     """One line per OCR'd document, unread page, failed table row and skipped part."""
     r = report
@@ -145,6 +160,7 @@ def _reading_notes(report: IngestReport) -> list[str]:
     lines += [f"unread: {i['path']}, page {i['page']}: {i['reason']}" for i in r.unread_pages]
     lines += [f"row failed: {i['path']}, {i['row']}: {i['reason']}" for i in r.failed_rows]
     lines += [f"not read: {i['path']}: {i['part']}" for i in r.skipped_parts]
+    lines += _skipped_path_lines(r.skipped_paths)
     if r.rows_split:
         lines.append(f"{r.rows_split} table row(s) too long for one chunk were split by cells")
     return lines

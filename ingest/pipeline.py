@@ -24,7 +24,7 @@ from ingest.chunking import Chunk, ChunkLimits, chunk_document
 from ingest.ocr import ocr_engine
 from ingest.readers import READER_VERSION, UnreadableFile, read_document
 from ingest.readers.base import ReadNotes
-from ingest.walk import FoundFile, find_files
+from ingest.walk import FoundFile, SkippedPath, find_files
 from rag.embeddings import Embedder
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
@@ -55,6 +55,8 @@ class IngestReport:
     unread_pages: list[dict[str, Any]] = field(default_factory=list)  # {path, page, reason}
     failed_rows: list[dict[str, str]] = field(default_factory=list)  # {path, row, reason}
     skipped_parts: list[dict[str, str]] = field(default_factory=list)  # {path, part}
+    # files under the ingested folders not read: {path, reason} (see `ingest.walk.find_files`)
+    skipped_paths: list[dict[str, str]] = field(default_factory=list)
     rows_split: int = 0  # table rows too long for one chunk, split between their cells
     ocr_seconds: float = 0.0  # of `seconds`, spent rendering and reading scanned pages
 
@@ -62,7 +64,7 @@ class IngestReport:
         keys = (
             "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
             "seconds", "index_seconds", "junk_skipped", "ocr_pages", "unread_pages",
-            "failed_rows", "skipped_parts", "rows_split", "ocr_seconds",
+            "failed_rows", "skipped_parts", "rows_split", "ocr_seconds", "skipped_paths",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -175,7 +177,9 @@ class _Run:
             # new chunks are tokenized as the store's others were (older stores: word tokenizer)
             self.bm25 = Bm25Encoder.recorded(self.store.metadata().get("bm25"))
         registry = {record.doc_id: record for record in self.store.documents()}
-        found = list(find_files(roots, include, exclude))
+        skipped: list[SkippedPath] = []
+        found = list(find_files(roots, include, exclude, skipped))
+        self.report.skipped_paths = [{"path": s.path, "reason": s.reason} for s in skipped]
         try:
             for item in found:
                 self._ingest_file(item, registry)

@@ -20,34 +20,87 @@ class FoundFile:
     rel: str  # path relative to root, with forward slashes
 
 
+@dataclass(frozen=True)
+class SkippedPath:
+    path: str  # relative to the ingested folder, as the user sees it
+    reason: str  # a phrase: why it was not read
+
+
 def find_files(
-    roots: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
+    roots: Sequence[Path],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    skipped: list[SkippedPath] | None = None,
 ) -> Iterator[FoundFile]:
-    """Supported files under each root (a file root as is), sorted, hidden ones left out; a
-    file reached from two roots (`docs docs/sub`) once, under the first."""
+    """Supported files under each root (a file root as is), sorted, hidden ones and version
+    control folders left out. Links are followed: a file or folder reached twice (through a
+    link, a link cycle or two roots such as `docs docs/sub`) is read once, under the first
+    path; each file kept out for another reason (a second path, a format kb does not read) is
+    appended to `skipped` (a dead link is found, and fails when read). A file keeps the path
+    under its ingested folder as its identity, not its link target."""
     suffixes = supported_suffixes()
-    seen: set[Path] = set()
+    seen: set[Path] = set()  # real paths read, over all roots
+    note = skipped.append if skipped is not None else (lambda _: None)
     for root in roots:
-        root = root.resolve()
+        root = root.resolve()  # as earlier stores recorded it; links under it stay links
         if root.is_file():
-            if root not in seen:
-                seen.add(root)
+            if root.resolve() not in seen:
+                seen.add(root.resolve())
                 yield FoundFile(root, root.parent, root.name)
             continue
-        for path in _walk(root):
+        candidates: list[tuple[Path, str]] = []
+        for path, problem in _walk(root):
             rel = path.relative_to(root).as_posix()
-            wanted = path.suffix.lower() in suffixes and _selected(rel, include, exclude)
-            if wanted and path not in seen:
-                seen.add(path)
-                yield FoundFile(path, root, rel)
+            if problem:
+                note(SkippedPath(rel, problem))
+            elif not _selected(rel, include, exclude):
+                continue
+            elif path.suffix.lower() not in suffixes:
+                note(SkippedPath(rel, "not a format kb reads"))
+            else:
+                candidates.append((path, rel))
+        chosen = _one_path_per_file(candidates)
+        for path, rel in candidates:
+            real = path.resolve()
+            if chosen[real] != rel or real in seen:
+                first = chosen[real] if chosen[real] != rel else "another ingested path"
+                note(SkippedPath(rel, f"the same file as {first}, read once"))
+                continue
+            seen.add(real)
+            yield FoundFile(path, root, rel)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
+def _one_path_per_file(candidates: list[tuple[Path, str]]) -> dict[Path, str]:
+    """real path -> the path it is read under: the first reached without a link, else the
+    first reached at all."""
+    chosen: dict[Path, str] = {}
+    direct: set[Path] = set()
+    for path, rel in candidates:
+        real = path.resolve()
+        is_direct = real == path
+        if real not in chosen or (is_direct and real not in direct):
+            chosen[real] = rel
+        if is_direct:
+            direct.add(real)
+    return chosen
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) for each file, following links to folders; (path, why) for a link back to
+    a folder already walked (a cycle, or a second way in)."""
+    walked: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = os.stat(folder)
+        if (here.st_dev, here.st_ino) in walked:
+            dirs[:] = []
+            yield Path(folder), "a link to a folder already read, read once"
+            continue
+        walked.add((here.st_dev, here.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(folder) / name
+            if name.startswith("."):
+                continue
+            yield Path(folder) / name, None  # a dead link fails when read, with its reason
 
 
 def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -98,3 +98,31 @@ def test_a_file_reached_from_two_roots_is_found_once(tree: Path) -> None:
         "top.md",
     ]
     assert len({f.path for f in found}) == len(found)
+
+
+def test_links_are_followed_once_with_cycles_and_dead_links_named(tmp_path: Path) -> None:
+    from ingest.walk import SkippedPath
+
+    outside = tmp_path / "shared"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "policy.md").write_text("policy", encoding="utf-8")
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "notes.md").write_text("notes", encoding="utf-8")
+    (root / "linked").symlink_to(outside)  # a folder elsewhere, reached through a link
+    (root / "a" / "loop").symlink_to(root / "a")  # a cycle
+    (root / "again.md").symlink_to(root / "a" / "notes.md")  # a second way to one file
+    (root / "dead.md").symlink_to(tmp_path / "missing.md")
+    (root / "tool.exe").write_bytes(b"MZ")
+
+    skipped: list[SkippedPath] = []
+    found = list(find_files([root], skipped=skipped))
+
+    # identity is the path under the ingested folder, not the link's target
+    assert [f.rel for f in found] == ["dead.md", "a/notes.md", "linked/deep/policy.md"]
+    assert found[2].path == root / "linked" / "deep" / "policy.md"
+    assert {s.path: s.reason for s in skipped} == {
+        "again.md": "the same file as a/notes.md, read once",
+        "tool.exe": "not a format kb reads",
+        "a/loop": "a link to a folder already read, read once",
+    }
