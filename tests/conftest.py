@@ -48,6 +48,7 @@ def settings_factory(
             "models": ["fake-llama3:8b", "fake-mistral:7b"],
             "qdrant_path": tmp_path / "qdrant",
             "data_dir": tmp_path / "data",
+            "context_tokens": None,  # the chain's tests size the passages by the window
         }
         return Settings(**{**values, **overrides})
 

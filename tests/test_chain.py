@@ -119,6 +119,20 @@ def test_num_ctx_is_the_effective_window_on_every_request(
     assert "cook" in follow.search_query.lower()
 
 
+def test_by_default_the_passages_fill_500_estimated_tokens_not_the_window(
+    settings_factory: Callable[..., Settings], embedder: Any, tmp_path: Path
+) -> None:
+    assert Settings.model_fields["context_tokens"].default == 500
+    settings = settings_factory(chunk_size=200)
+    ingest(settings, [write_corpus(tmp_path / "docs", filler_docs=6)], embedder=embedder)
+    question = "What did the weather station on the ridge record for the harbour?"
+    whole = ask(settings, embedder, question)
+    default = ask(settings.model_copy(update={"context_tokens": 500}), embedder, question)
+    assert default.context_tokens <= 500 < whole.context_tokens
+    assert default.prompt_tokens < whole.prompt_tokens
+    assert default.window == whole.window  # the window is still the model's
+
+
 def test_answer_cites_the_passage_it_came_from(kb: Settings, embedder: Any) -> None:
     result = ask(kb, embedder, "Which channel does the station radio listen on?")
 
