@@ -205,6 +205,10 @@ class _Bench:
             self.settings, qdrant_path=self.scratch / f"synthetic-{size}", qdrant_url=None
         )
         store = self.stack.enter_context(open_store(settings))
+        return store, self._fill(store, size, sentences)
+
+    def _fill(self, store: Store, size: int, sentences: Sequence[str]) -> float:
+        """Write `size` synthetic chunks into `store`; the seconds it took."""
         started = time.perf_counter()
         build_synthetic_store(
             store, size, SyntheticCorpus(sentences, _chunk_chars(self.settings)),
@@ -212,7 +216,7 @@ class _Bench:
             dim=self.embedder.dim,
             bm25_avg_len=max(16.0, self.settings.chunk_size * 0.5),
         )  # fmt: skip
-        return store, time.perf_counter() - started
+        return time.perf_counter() - started
 
     def legacy_row(self, size: int, sentences: Sequence[str], chain_chunks: int) -> dict[str, Any]:
         """Today's engine beside the new one: the same synthetic store in qdrant-client's local
@@ -223,14 +227,7 @@ class _Bench:
         folder.mkdir()
         settings = self._fake_settings(self.settings, qdrant_path=folder, qdrant_url=None)
         store = Store(ClientEngine(QdrantClient(path=str(folder)), settings.collection), settings)
-        started = time.perf_counter()
-        build_synthetic_store(
-            store, size, SyntheticCorpus(sentences, _chunk_chars(self.settings)),
-            embed_model=self.settings.embed_model, embed_identity=self.embedder.identity,
-            dim=self.embedder.dim,
-            bm25_avg_len=max(16.0, self.settings.chunk_size * 0.5),
-        )  # fmt: skip
-        build_s = time.perf_counter() - started
+        build_s = self._fill(store, size, sentences)
         store.close()
         started = time.perf_counter()
         store = Store(ClientEngine(QdrantClient(path=str(folder)), settings.collection), settings)

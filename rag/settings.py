@@ -142,8 +142,10 @@ class Settings(BaseSettings):
     # whole window's time to first token; the gold passage is packed for 93.4% of squad-dev's
     # first 500 questions at 500, 96.4% at 1,200 (see README, "How well, how fast").
     context_tokens: int | None = Field(
-        500, ge=64, description="Context budget for the passages, in estimated tokens; "
-        "empty = all the model's window leaves."
+        500,
+        ge=64,
+        description="Context budget for the passages, in estimated tokens; "
+        "empty = all the model's window leaves.",
     )
     first_token_target_s: float | None = Field(
         15.0,

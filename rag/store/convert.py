@@ -20,7 +20,13 @@ from rag.settings import Settings
 from rag.store.client import ClientEngine
 from rag.store.edge import EdgeEngine, edge_dir, read_sidecar
 from rag.store.records import ChunkPoint, StoreMeta
-from rag.store.reembed import ChunkEmbedder, kind_differs, recorded_identity, reembedded
+from rag.store.reembed import (
+    ChunkEmbedder,
+    in_batches,
+    kind_differs,
+    recorded_identity,
+    reembedded,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -116,14 +122,11 @@ def convert(
     try:
         new.create(meta)
         records = old.documents()
-        batch: list[ChunkPoint] = []
-        done, step = 0, max(BATCH, total // 10)
-        for point in old.all_points():
-            batch.append(point)
-            if len(batch) >= BATCH:
-                done = _write(new, batch, again, done, total, step, say)
-                batch = []
-        done = _write(new, batch, again, done, total, step, say)
+
+        def write(batch: list[ChunkPoint]) -> None:
+            new.write_chunks(batch if again is None else reembedded(batch, again))
+
+        done = in_batches(old.all_points(), BATCH, write, total, "Converting", say)
         new.put_records(records)  # the registry last, as ingest writes it
     finally:
         new.close()
@@ -137,21 +140,3 @@ def _reembedder(old_meta: StoreMeta, embedder: ChunkEmbedder | None) -> ChunkEmb
     if embedder is None or not kind_differs(old_meta, embedder.identity):
         return None
     return embedder if embedder.dim == old_meta.embed_dim else None  # else ingest refuses it
-
-
-def _write(
-    new: Store,
-    batch: list[ChunkPoint],
-    embedder: ChunkEmbedder | None,
-    done: int,
-    total: int,
-    step: int,
-    say: Say,
-) -> int:
-    if not batch:
-        return done
-    new.write_chunks(batch if embedder is None else reembedded(batch, embedder))
-    now = done + len(batch)
-    if now // step > done // step and now < total:
-        say(f"Converting: {now:,} of {total:,} chunks")
-    return now

@@ -10,9 +10,10 @@ run killed midway leaves the old identity and the next run re-embeds again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from itertools import islice
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from rag.embeddings import backend_for, identity_parts, vector_kind
 from rag.errors import EmbedderMismatchError
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 BATCH = 256  # chunks embedded and written at a time
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 
 class ChunkEmbedder(Protocol):
@@ -95,14 +97,13 @@ def reembed_store(store: Store, embedder: ChunkEmbedder, say: Say) -> int:
         f"{identity_parts(embedder.identity)[1]} (it holds {vector_kind(recorded)} vectors of "
         f"{identity_parts(recorded)[1]}); a run stopped midway starts again."
     )
-    done, batch, step = 0, [], max(BATCH, total // 10)
+
+    def update(batch: list[ChunkRecord]) -> None:
+        vectors = embedder.embed_chunks(batch)
+        store.update_dense({c.id: v for c, v in zip(batch, vectors, strict=True)})
+
     # The scroll pages by point id and updating vectors keeps the ids: each chunk is met once.
-    for chunk in store.all_chunks():
-        batch.append(chunk)
-        if len(batch) >= BATCH:
-            done = _update(store, batch, embedder, done, total, step, say)
-            batch = []
-    done = _update(store, batch, embedder, done, total, step, say)
+    done = in_batches(store.all_chunks(), BATCH, update, total, "Re-embedding", say)
     store.flush()
     store.set_meta(replace(meta, embed_identity=embedder.identity))
     kind = vector_kind(embedder.identity)
@@ -110,20 +111,27 @@ def reembed_store(store: Store, embedder: ChunkEmbedder, say: Say) -> int:
     return done
 
 
-def _update(
-    store: Store,
-    batch: list[ChunkRecord],
-    embedder: ChunkEmbedder,
-    done: int,
+def in_batches(
+    items: Iterable[T],
+    size: int,
+    handle: Callable[[list[T]], None],
     total: int,
-    step: int,
+    verb: str,
     say: Say,
 ) -> int:
-    if not batch:
-        return done
-    vectors = embedder.embed_chunks(batch)
-    store.update_dense({c.id: v for c, v in zip(batch, vectors, strict=True)})
-    now = done + len(batch)
-    if now // step > done // step and now < total:
-        say(f"Re-embedding: {now:,} of {total:,} chunks")
-    return now
+    """Hand `items` to `handle` `size` at a time, saying `<verb>: n of total chunks` about
+    every tenth of `total`; returns how many were handled."""
+    done, step = 0, max(size, total // 10)
+    for batch in _chunked(items, size):
+        handle(batch)
+        now = done + len(batch)
+        if now // step > done // step and now < total:
+            say(f"{verb}: {now:,} of {total:,} chunks")
+        done = now
+    return done
+
+
+def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
