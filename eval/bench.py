@@ -28,10 +28,11 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,17 @@ from rag.retrieve import RetrievalParams, Retriever
 from rag.service import Services, build_services
 from rag.settings import Settings
 from rag.sparse import Bm25Encoder
-from rag.store import Store, disk_bytes, open_store
+from rag.store import SharedStore, Store, disk_bytes, open_store
 from rag.store.client import ClientEngine
 from rag.store.upkeep import build_index
 
 CHAIN_STORE_CHUNKS = 10_000
 FAKE_MODEL = "fake-llama3:8b"
 SENTENCE_SOURCE_CHUNKS = 5_000
+# a search this often while the index is built: the app lets go of the store after 2 s idle,
+# and the swap at the end needs the lock, so a slower pace than that
+SEARCH_EVERY_S = 3.0
+APP_IDLE_S = 2.0  # `SharedStore`'s default
 RETRIEVAL_PARTS = ("retrieval", "query_embedding", "qdrant_dense", "qdrant_bm25")
 Notify = Callable[[str], None]
 
@@ -68,6 +73,7 @@ def run_bench_all(
     notify: Notify | None = None,
     on_ingest: IngestHook | None = None,
     legacy: bool = True,
+    search_every_s: float = SEARCH_EVERY_S,
 ) -> dict[str, Any]:
     """Every figure of the module docstring, as JSON-ready data: `ingest`, then `stores`, one
     row per store (`chunks`, `retrieval`, `query_embedding`, `qdrant_dense`, `qdrant_bm25`, each
@@ -98,15 +104,18 @@ def run_bench_all(
         for size in dict.fromkeys([chain_chunks, large_chunks]):
             say(f"Synthetic store of {size:,} chunks: building ...")
             synthetic, build_s = bench.synthetic_store(size, samples)
-            say(f"Synthetic store of {size:,} chunks: built in {build_s:.0f} s, indexing ...")
-            index = build_index(synthetic, say)
+            say(
+                f"Synthetic store of {size:,} chunks: built in {build_s:.0f} s, indexing "
+                "while another opener searches ..."
+            )
+            index, during = bench.index_while_searching(synthetic, say, search_every_s)
             say(f"Synthetic store of {size:,} chunks: measuring ...")
-            row = bench.measure_store(
-                f"synthetic {size:,}", synthetic, chain=size == chain_chunks,
-            )  # fmt: skip
+            row = bench.measure_store(f"synthetic {size:,}", synthetic, chain=True)
             row.update(
                 build_s=round(build_s, 1),
                 index_s=index["seconds"],
+                index_swapped=index["swapped"],
+                search_during_index=during,
                 open_s=_reopen_s(synthetic),
                 disk_mib=round(disk_bytes(synthetic.settings.qdrant_path) / 2**20, 1),
             )
@@ -234,7 +243,7 @@ class _Bench:
         open_s = time.perf_counter() - started
         try:
             row = self.measure_store(
-                f"today's {size:,}", store, chain=size == chain_chunks,
+                f"today's {size:,}", store, chain=True,
             )  # fmt: skip
         finally:
             store.close()
@@ -243,6 +252,48 @@ class _Bench:
             disk_mib=round(disk_bytes(folder) / 2**20, 1),
         )  # fmt: skip
         return row
+
+    def index_while_searching(
+        self, store: Store, say: Notify, every_s: float = SEARCH_EVERY_S
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`build_index` on `store` while a thread searches it every `every_s` seconds the
+        way the app does (a `SharedStore` of its own: open, search, let go when idle), so a
+        search has to wait for the lock, open the store and query it while the index is built
+        and swapped. Returns the build's figures and the searches' `timing()` (seconds from
+        asking to passages, opening included), with `failed`: how many got an error."""
+        # the app's idle time, shorter when searching more often (tests), so the swap gets in
+        shared = SharedStore(store.settings, min(APP_IDLE_S, every_s / 2), self.embedder)
+        seconds: list[float] = []
+        failed: list[str] = []
+        stop = threading.Event()
+
+        def search_repeatedly() -> None:
+            for number in count():
+                if stop.wait(every_s):
+                    return
+                question = self.questions[number % len(self.questions)]
+                started = time.perf_counter()
+                try:
+                    with shared.use() as opened:
+                        Retriever(opened, self.embedder).search(question)
+                    seconds.append(time.perf_counter() - started)
+                except KBError as err:
+                    failed.append(str(err))
+
+        searcher = threading.Thread(target=search_repeatedly, name="bench-searcher")
+        searcher.start()
+        try:
+            index = build_index(store, say)
+        finally:
+            stop.set()
+            # the bench holds the store on after the build, an ingest would exit: let a
+            # search that is waiting for the lock have it, as it would
+            with store.released():
+                searcher.join()
+                shared.close()
+        during = timing(seconds) if seconds else {"n": 0}
+        during.update(max_ms=round(max(seconds, default=0) * 1000, 1), failed=len(failed))
+        return index, {**during, "errors": sorted(set(failed))[:3]}
 
     def measure_store(
         self, name: str, store: Store, chain: bool, queries: int | None = None
@@ -345,6 +396,11 @@ def format_bench(results: dict[str, Any]) -> str:
                 f"{row['store']:<20}build {row['build_s']:.1f} s{index}, open {row['open_s']:.3f}"
                 f" s, {row['disk_mib']:.1f} MiB on disk"
             )
+    lines += ["", "Searches from another opener while the search index was built and swapped"]
+    for row in rows:
+        during = row.get("search_during_index")
+        if during:
+            lines.append(f"{row['store']:<20}{_during(during)}")
     lines += ["", "Time the chain adds before the first token (fake Ollama), ms p50 / p95"]
     for row in rows:
         if "chain_overhead" in row:
@@ -373,6 +429,15 @@ def _side_by_side(results: dict[str, Any]) -> list[dict[str, Any]]:
         if row["store"].startswith("synthetic") and row["chunks"] in legacy:
             rows.append(legacy[row["chunks"]])
     return rows
+
+
+def _during(figures: dict[str, Any]) -> str:
+    if not figures["n"]:
+        return f"none finished ({figures['failed']} failed)"
+    return (
+        f"{figures['n']} searches, ms p50 / p95 / max {_pair(figures)} / {figures['max_ms']:.0f}"
+        f", {figures['failed']} failed"
+    )
 
 
 def _pair(figures: dict[str, float]) -> str:

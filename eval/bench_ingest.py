@@ -12,10 +12,13 @@ On the same chunks of a dataset's `docs/` folder it measures
 3. their ratio, by wall time and by this process's CPU time (less sensitive to other
    processes' load);
 4. the time of an unchanged rerun and its ratio to the first run;
-5. the process's peak resident memory.
+5. the process's peak resident memory;
+6. with `--against DIR`, the same benchmark by another checkout of kb (an earlier commit's
+   `git worktree`), one round of it after each of this code's, in a child process, and the
+   ratio of the two end-to-end chunks/s (each code with its own defaults: embedder, store).
 
     python -m eval.bench_ingest --dataset ../shared/datasets/squad-dev [--json out.json]
-                                [--store DIR] [--rounds N]
+                                [--store DIR] [--rounds N] [--against DIR]
 
 The embedding model, batch size and chunking come from the usual settings (`KB_*`, kb.toml);
 the store is always an embedded one in `--store` (default: a temporary folder), never
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds", type=int, default=1, help="alternate raw and ingest timings N times (medians)"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of kb (e.g. a git worktree of an earlier commit) to run "
+        "alongside, round for round",
+    )
     return parser
 
 
@@ -66,10 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.store is not None:
             if args.store.exists() and any(args.store.iterdir()):
                 raise KBError(f"The store folder {args.store} is not empty; give a new folder.")
-            results = run_benchmark(docs, args.store, args.rounds)
+            results = run_benchmark(docs, args.store, args.rounds, args.against)
         else:
             with tempfile.TemporaryDirectory(prefix="kb-bench-ingest-") as scratch:
-                results = run_benchmark(docs, Path(scratch) / "store", args.rounds)
+                results = run_benchmark(docs, Path(scratch) / "store", args.rounds, args.against)
     except KBError as err:
         print(err, file=sys.stderr)
         return 2
@@ -79,11 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_benchmark(docs: Path, store_dir: Path, rounds: int = 1) -> dict[str, Any]:
+def run_benchmark(
+    docs: Path, store_dir: Path, rounds: int = 1, against: Path | None = None
+) -> dict[str, Any]:
     from ingest.pipeline import ingest
     from rag.embeddings import Embedder, pick_device
     from rag.settings import load_settings
 
+    other = _OtherCode(against, docs, store_dir / "other") if against else None
     settings = load_settings(
         qdrant_path=store_dir, qdrant_url=None, qdrant_api_key=None, collection=BENCH_COLLECTION
     )
@@ -109,6 +124,8 @@ def run_benchmark(docs: Path, store_dir: Path, rounds: int = 1) -> dict[str, Any
         first = ingest(round_settings, [docs], embedder=embedder)
         ingest_runs.append((time.perf_counter() - started, time.process_time() - cpu_started))
         raw_runs.append(_time_embedding(embedder, groups))
+        if other is not None:
+            other.run(number)
 
     started = time.perf_counter()
     rerun = ingest(round_settings, [docs], embedder=embedder)
@@ -118,7 +135,7 @@ def run_benchmark(docs: Path, store_dir: Path, rounds: int = 1) -> dict[str, Any
     first_s, first_cpu = (median(run[i] for run in ingest_runs) for i in (0, 1))
     raw_rate = len(texts) / raw_s
     ingest_rate = first.chunks_written / first_s
-    return {
+    results = {
         "dataset": str(docs.parent),
         "documents": n_docs,
         "chunks": len(texts),
@@ -157,6 +174,49 @@ def run_benchmark(docs: Path, store_dir: Path, rounds: int = 1) -> dict[str, Any
         "python": platform.python_version(),
         "cpus": _cpu_count(),
     }
+    if other is not None:
+        results["against"] = other.figures()
+        results["ingest_to_against_ratio"] = round(
+            ingest_rate / results["against"]["chunks_per_s"], 3
+        )
+    return results
+
+
+class _OtherCode:
+    """The same benchmark run by another checkout of kb (`--against DIR`, e.g. a `git worktree`
+    of an earlier commit), one round at a time in a child process with that checkout first on
+    the import path, so its rounds alternate with this code's under the same load."""
+
+    def __init__(self, checkout: Path, docs: Path, scratch: Path) -> None:
+        if not (checkout / "eval" / "bench_ingest.py").is_file():
+            raise KBError(f"{checkout} is not a checkout of kb with eval/bench_ingest.py.")
+        self.checkout = checkout
+        self.docs = docs
+        self.scratch = scratch
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.rounds: list[dict[str, Any]] = []
+
+    def run(self, number: int) -> None:
+        figures = self.scratch / f"other-{number}.json"
+        env = {**os.environ, "PYTHONPATH": str(self.checkout)}
+        command = [sys.executable, "-m", "eval.bench_ingest", "--dataset", str(self.docs.parent)]
+        command += ["--json", str(figures), "--store", str(self.scratch / f"other-{number}")]
+        done = subprocess.run(command, cwd=self.checkout, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise KBError(f"The benchmark of {self.checkout} failed: {last}")
+        self.rounds.append(json.loads(figures.read_text(encoding="utf-8")))
+
+    def figures(self) -> dict[str, Any]:
+        rates = [run["ingest"]["chunks_per_s"] for run in self.rounds]
+        raw = [run["raw_embed"]["chunks_per_s"] for run in self.rounds]
+        return {
+            "checkout": str(self.checkout),
+            "chunks": self.rounds[-1]["ingest"]["chunks_written"],
+            "chunks_per_s": round(median(rates), 2),
+            "all_chunks_per_s": rates,
+            "raw_chunks_per_s": round(median(raw), 2),
+        }
 
 
 def _time_embedding(embedder: Any, groups: list[list[str]]) -> tuple[float, float]:
@@ -202,8 +262,6 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_count() -> int | None:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -228,6 +286,15 @@ def format_table(r: dict[str, Any]) -> str:
                             f"({r['rerun']['ratio_to_first'] * 100:.2f} % of the first run)"),
         ("peak memory", f"{r['peak_rss_mb']:.0f} MB (max RSS)"),
     ]  # fmt: skip
+    if "against" in r:
+        other = r["against"]
+        rates = ", ".join(f"{rate:.1f}" for rate in other["all_chunks_per_s"])
+        rows.append((
+            "other checkout", f"{other['chunks_per_s']:.1f} chunks/s end to end (median of "
+                              f"{rates}; raw {other['raw_chunks_per_s']:.1f}), "
+                              f"{other['checkout']}; this code's ingest is "
+                              f"{r['ingest_to_against_ratio']:.2f}× that",
+        ))  # fmt: skip
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

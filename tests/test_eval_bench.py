@@ -23,7 +23,8 @@ from rag.service import build_services
 from rag.settings import Settings
 from rag.store import open_store
 
-SAMPLE = Path(__file__).resolve().parents[1] / "eval" / "sample"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "eval" / "sample"
 SENTENCES = sentences_of(
     [
         "The boat watch is kept from the radio room. Every boat carries a VHF radio and flares.\n\n"
@@ -79,7 +80,7 @@ def test_bench_reports_every_figure_for_every_store(
     with build_services(settings, embedder=embedder) as services:
         results = run_bench_all(
             services, SAMPLE, large_chunks=300, chain_chunks=200, questions=3,
-            notify=said.append,
+            notify=said.append, search_every_s=0.05,
         )  # fmt: skip
     json.dumps(results)  # what --json writes
     assert results["ingest"]["chunks"] == results["ingest"]["ingest"]["chunks_written"] > 0
@@ -89,8 +90,12 @@ def test_bench_reports_every_figure_for_every_store(
     for store in stores:
         for part in ("retrieval", "query_embedding", "qdrant_dense", "qdrant_bm25"):
             assert store[part]["n"] == 3 and store[part]["p50_ms"] <= store[part]["p95_ms"]
-    assert ["chain_overhead" in s for s in stores] == [True, True, False]
-    for store in stores[:2]:
+    for store in stores[1:]:  # searched from another opener while its index was built
+        assert store["index_swapped"] is True
+        during = store["search_during_index"]
+        assert during["failed"] == 0, during["errors"]
+        assert during["n"] >= 1 and during["p95_ms"] <= during["max_ms"]
+    for store in stores:
         overhead = store["chain_overhead"]
         assert overhead["overhead"]["n"] == overhead["direct_first_delta"]["n"] == 3
         assert overhead["chain_first_delta"]["n"] == 3
@@ -99,4 +104,32 @@ def test_bench_reports_every_figure_for_every_store(
         )
     table = format_bench(results)
     assert "synthetic 300" in table and "overhead" in table and "QDRANT_URL" in table
+    assert "while the search index was built" in table
     assert any("Synthetic store of 300 chunks" in message for message in said)
+
+
+def test_ingest_bench_refuses_a_folder_that_is_not_kb(
+    isolated_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eval.bench_ingest import main
+
+    assert main(["--dataset", str(SAMPLE), "--against", str(tmp_path)]) == 2
+    assert "is not a checkout of kb" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ingest_bench_runs_another_checkout_round_for_round(
+    isolated_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eval.bench_ingest import main
+
+    figures = tmp_path / "figures.json"
+    argv = ["--dataset", str(SAMPLE), "--against", str(ROOT), "--rounds", "2"]
+    assert main([*argv, "--json", str(figures), "--store", str(tmp_path / "store")]) == 0
+    results = json.loads(figures.read_text(encoding="utf-8"))
+    other = results["against"]
+    assert len(other["all_chunks_per_s"]) == 2 and other["chunks"] == results["chunks"]
+    assert results["ingest_to_against_ratio"] == pytest.approx(
+        results["ingest"]["chunks_per_s"] / other["chunks_per_s"], rel=0.01
+    )
+    assert "other checkout" in capsys.readouterr().out
