@@ -89,6 +89,7 @@ def run_ingest(services: Services, args: argparse.Namespace) -> int:
         report = ingest(
             services.settings, args.paths, args.include, args.exclude, args.prune,
             embedder=services.embedder, on_progress=on_progress, store=store,
+            on_plan=lambda plan: print(plan.sentence(), flush=True),
         )  # fmt: skip
     if args.report:
         report.write(args.report)

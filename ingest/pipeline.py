@@ -21,6 +21,7 @@ from typing import Any
 
 from ingest import writer
 from ingest.chunking import Chunk, ChunkLimits, chunk_document
+from ingest.estimate import IngestPlan, plan_ingest
 from ingest.ocr import ocr_engine
 from ingest.readers import READER_VERSION, UnreadableFile, read_document
 from ingest.readers.base import ReadNotes
@@ -86,6 +87,7 @@ class _Pending:
 
 ProgressHook = Callable[[str, int, int], None]  # (file shown, files done, chunks written)
 ChunkHook = Callable[[int, int], None]  # (chunks embedded and written, chunks made so far)
+PlanHook = Callable[[IngestPlan], None]  # what the ingest is about to do, before it starts
 
 
 def pipeline_signature(settings: Settings) -> str:
@@ -121,9 +123,11 @@ def ingest(
     on_progress: ProgressHook | None = None,
     store: Store | None = None,
     on_chunks: ChunkHook | None = None,
+    on_plan: PlanHook | None = None,
 ) -> IngestReport:
     """Ingest `roots` into the store (opened for this call unless an open `store` is given:
     the app passes the one it holds, since the embedded store allows one opener).
+    `on_plan` hears what will be read and roughly how long it takes, before any work;
     `on_progress` follows the files; `on_chunks` the embedding work, after each file is
     chunked and each batch embedded."""
     started = time.perf_counter()
@@ -133,6 +137,7 @@ def ingest(
             store = stack.enter_context(open_store(settings, embedder=embedder))
         run = _Run(settings, store, embedder, on_progress)
         run.on_chunks = on_chunks
+        run.on_plan = on_plan
         report = run.execute(roots, include, exclude, prune)
         report.seconds = round(time.perf_counter() - started, 3)
         written = report.chunks_written + report.reembedded
@@ -165,6 +170,8 @@ class _Run:
         self.files_done = 0
         self.chunks_made = 0
         self.on_chunks: ChunkHook | None = None
+        self.on_plan: PlanHook | None = None
+        self.plan = IngestPlan()
         self.held_since = time.monotonic()
 
     def execute(
@@ -180,6 +187,11 @@ class _Run:
         skipped: list[SkippedPath] = []
         found = list(find_files(roots, include, exclude, skipped))
         self.report.skipped_paths = [{"path": s.path, "reason": s.reason} for s in skipped]
+        stored = {Path(record.abs_path): record.doc_hash for record in registry.values()}
+        engine = self.settings.ocr_engine if self.ocr is not None else None
+        self.plan = plan_ingest(found, stored, self._version_of, engine)
+        if self.on_plan is not None:
+            self.on_plan(self.plan)
         try:
             for item in found:
                 self._ingest_file(item, registry)
@@ -191,6 +203,12 @@ class _Run:
                 self.writes.close()
         self._handle_gone(roots, {str(f.path) for f in found}, registry, prune)
         return self.report
+
+    def _version_of(self, path: Path) -> str | None:
+        try:
+            return version_hash(_read_bytes(path, self.settings.max_file_mb), self.settings)
+        except UnreadableFile:
+            return None
 
     def _reembed_if_needed(self) -> None:
         """A store of this model holding vectors of another kind (fp32 or int8) than this
@@ -213,6 +231,9 @@ class _Run:
         try:
             _check_name(found.path)
             previous = registry.get(doc_id_for(str(found.path)))
+            if previous is not None and self.plan.is_unchanged(found.path, previous.doc_hash):
+                self.report.unchanged += 1  # hashed while planning: not read again
+                return
             data = _read_bytes(found.path, self.settings.max_file_mb)
             doc_hash = version_hash(data, self.settings)
             if previous is not None and previous.doc_hash == doc_hash:
