@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -134,8 +135,14 @@ def _print_search(passages: list[Any], as_json: bool) -> int:
         return 0
     for n, passage in enumerate(passages[:8], 1):
         print(strip_control(f"[{n}] {passage.source_label()}  (score {passage.score:.3f})"))
-        print(f"    {' '.join(strip_control(passage.text).split())[:300]}")
+        print(f"    {one_line_preview(strip_control(passage.text))}")
     return 0
+
+
+def one_line_preview(text: str, limit: int = 300) -> str:
+    """A passage on one line: paragraphs (a table's rows) apart by ` / `, whitespace single."""
+    paragraphs = re.split(r"\n\s*\n", text)
+    return " / ".join(" ".join(p.split()) for p in paragraphs if p.strip())[:limit]
 
 
 def _print_answer_footer(result: Any) -> None:

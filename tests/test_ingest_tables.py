@@ -36,7 +36,7 @@ def chunks_of(embedder: Embedder, name: str, data: bytes, size: int = 64) -> lis
 def test_csv_rows_are_never_split_and_each_names_its_columns(embedder: Embedder) -> None:
     chunks = chunks_of(embedder, "people.csv", people_csv(60).encode())
     assert len(chunks) > 5
-    lines = [line for chunk in chunks for line in chunk.text.split("\n")]
+    lines = [line for chunk in chunks for line in chunk.text.split("\n\n")]
     assert lines == [
         f"id: {i}; name: Person {i}; city: {CITIES[i % 5]}; phone: +47 555 {i:04d}"
         for i in range(1, 61)
@@ -91,7 +91,7 @@ def test_an_oversized_field_fails_only_its_row(tmp_path: Path, embedder: Embedde
 def test_a_german_excel_csv_reads() -> None:
     text = "Name;Straße;Preis\nMüller;Hauptstraße 5;3,50 €\nGrün;Öl-Weg 2;4,20 €\n"
     parsed = read_document(Path("preise.csv"), text.encode("cp1252"))
-    assert parsed.sections[0].text.split("\n") == [
+    assert parsed.sections[0].text.split("\n\n") == [
         "Name: Müller; Straße: Hauptstraße 5; Preis: 3,50 €",
         "Name: Grün; Straße: Öl-Weg 2; Preis: 4,20 €",
     ]
@@ -138,7 +138,7 @@ def _with_cached_value(data: bytes, member: str, cell: str, value: str) -> bytes
 def test_xlsx_sheets_rows_with_headers_and_cached_formula_values() -> None:
     parsed = read_document(Path("shop.xlsx"), workbook_bytes())
     assert [(s.headings, s.text) for s in parsed.sections] == [
-        (["sheet Prices"], "item: apple; price: 2; qty: 3; total: 6\nitem: pear; price: 1.5"),
+        (["sheet Prices"], "item: apple; price: 2; qty: 3; total: 6\n\nitem: pear; price: 1.5"),
         (["sheet Staff"], "name: Ole Brandt; role: mechanic"),
     ]
     assert parsed.sections[1].rows[0].number == 3  # the sheet's own row number
@@ -210,3 +210,22 @@ def test_the_command_line_names_what_reading_left_out() -> None:
         "not read: gate.eml: attachment map.png (image/png)",
         "2 table row(s) too long for one chunk were split by cells",
     ]
+
+
+def test_a_table_passage_shows_its_rows_apart_with_their_headers(embedder: Embedder) -> None:
+    """What the user sees of a CSV or XLSX passage: in the app's sources (Markdown) each row is
+    a paragraph of its own, and `rag ask --search` sets rows apart; what is embedded keeps
+    every cell's column header."""
+    from markdown_it import MarkdownIt
+
+    from rag.cli import one_line_preview
+    from ui.plain import escape_markdown
+
+    for name, data in (("people.csv", people_csv(3).encode()), ("shop.xlsx", workbook_bytes())):
+        (chunk, *_) = chunks_of(embedder, name, data, size=128)
+        rows = chunk.text.split("\n\n")
+        shown = MarkdownIt().render(escape_markdown(chunk.text))
+        assert shown.count("<p>") == len(rows) > 1, shown
+        assert one_line_preview(chunk.text) == " / ".join(rows)
+        assert all(row in chunk.embed_text for row in rows)
+    assert rows[0] == "item: apple; price: 2; qty: 3; total: 6"

@@ -25,11 +25,14 @@ class TableRow:
 
 
 ROW_CELL_SEPARATOR = "; "
-ROW_SEPARATOR = "\n"
+# A blank line between rows: each row reads as a paragraph of its own where passages are shown
+# as Markdown (the app's sources) or with their lines joined (`rag ask --search`); with one
+# line break, rows ran together ("count: 12 item: radios").
+ROW_SEPARATOR = "\n\n"
 
 
 def table_text(rows: list[TableRow]) -> str:
-    """The section text of a table: one line per row (cells hold no line breaks)."""
+    """The section text of a table: one paragraph per row (cells hold no line breaks)."""
     return ROW_SEPARATOR.join(row.text for row in rows)
 
 
@@ -50,7 +53,7 @@ class Section:
     headings: list[str] = field(default_factory=list)
     page: int | None = None
     ocr: bool = False  # read off a page image
-    rows: list[TableRow] | None = None  # a table, one line of `text` per row
+    rows: list[TableRow] | None = None  # a table, one paragraph of `text` per row
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""CSV, TSV and XLSX files as tables: one row per line, each cell as `header: value`.
+"""CSV, TSV and XLSX files as tables: one row per paragraph, each cell as `header: value`.
 
 Rows are kept whole (see `ingest.chunking`): a section of a table carries its rows, so the
 chunker never splits a row between chunks and every chunk's rows name their columns.
