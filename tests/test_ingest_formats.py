@@ -140,7 +140,7 @@ def test_plain_text_and_csv(corpus: Ingested) -> None:
     assert corpus.record("txt").title == "travel"
     assert "Nobody travels alone" in txt["text"]
     (csv,) = corpus.chunks("csv")
-    assert csv["text"].splitlines() == [
+    assert csv["text"].split("\n\n") == [  # a row a paragraph
         "item: snowshoes; location: store room; count: 12",
         "item: radios; location: comms office; count: 8",
     ]
