@@ -127,7 +127,7 @@ def rough_duration(seconds: float) -> str:
     """`a few seconds`, `40 seconds`, `3 minutes`, `1.5 hours`."""
     if seconds < 10:
         return "a few seconds"
-    if seconds < 60:
+    if seconds < 55:
         return f"{round(seconds, -1):.0f} seconds"
     if seconds < 90 * 60:
         minutes = round(seconds / 60)

@@ -47,8 +47,8 @@ def test_a_file_that_cannot_be_hashed_is_counted_as_to_read(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     ("seconds", "said"),
-    [(3, "a few seconds"), (44, "40 seconds"), (61, "1 minute"), (150, "2 minutes"),
-     (3 * 3600 + 1000, "3.5 hours")],
+    [(3, "a few seconds"), (44, "40 seconds"), (57, "1 minute"), (61, "1 minute"),
+     (150, "2 minutes"), (3 * 3600 + 1000, "3.5 hours")],
 )  # fmt: skip
 def test_rough_durations_read_as_people_say_them(seconds: float, said: str) -> None:
     assert rough_duration(seconds) == said
