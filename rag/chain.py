@@ -312,8 +312,9 @@ class Chain:
         backend = self.models.backend(ref.server)
         parts: list[str] = []
         events = backend.chat(
-            ref.name, messages, window=result.window, max_tokens=result.max_tokens
-        )
+            ref.name, messages, window=result.window, max_tokens=result.max_tokens,
+            temperature=self.settings.temperature,
+        )  # fmt: skip
         sent = time.perf_counter()  # the request goes out at the first `next`
         first_token_s: float | None = None
         try:

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     context_cap: int = Field(8192, ge=256, description="Upper bound of num_ctx for any model.")
     context_caps: dict[str, int] = Field(default_factory=dict, description="Per-model caps.")
     answer_tokens: int = Field(512, ge=16, description="Tokens reserved for the answer.")
+    temperature: float | None = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature of answers; 0 answers a question the same way from the "
+        "same passages (greedy), empty leaves it to the model server.",
+    )
     safety_margin: int = Field(64, ge=0)
     ollama_timeout_s: float = Field(120.0, gt=0)
     openai_base_url: str | None = Field(
@@ -165,6 +172,7 @@ class Settings(BaseSettings):
         "openai_name",
         "context_tokens",
         "first_token_target_s",
+        "temperature",
         mode="before",
     )
     @classmethod

@@ -115,6 +115,8 @@ def test_num_ctx_is_the_effective_window_on_every_request(
         assert request.options["num_predict"] > 0
     answers = [r for r in requests if not r.body["messages"][-1]["content"].startswith("Rewrite")]
     assert [r.options["num_predict"] for r in answers] == [kb.answer_tokens] * 3
+    # greedy by default (KB_TEMPERATURE), so a question asked again gets the same answer
+    assert [r.options["temperature"] for r in answers] == [0.0] * 3
     assert follow.search_query != follow.question
     assert "cook" in follow.search_query.lower()
 
