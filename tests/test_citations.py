@@ -108,7 +108,7 @@ def test_every_answer_request_opens_with_a_worked_example_citing_its_passage() -
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[0]["content"] == SYSTEM_PROMPT
     example, answer = messages[1]["content"], messages[2]["content"]
-    assert re.search(r"^\[2\] ", example, re.MULTILINE) and answer.endswith("[1].")
+    assert re.search(r"^\[2\] ", example, re.MULTILINE) and answer.startswith("According to [1],")
     # the example's block is closed by its own code, never the request's
     assert "</passages-example>" in example and "passages-example" not in messages[3]["content"]
 
@@ -154,6 +154,22 @@ def test_written_citations_are_marked_written() -> None:
     cited = cite("Oda Brekke is the harbour master [1].", packed_of(HARBOUR, KITCHEN))
     assert [(c.n, c.kind) for c in cited.citations] == [(1, WRITTEN)]
     assert cited.uncited_sentences == []
+
+
+def test_a_citation_leading_its_sentence_is_written_for_that_sentence() -> None:
+    # the worked example's shape: "According to [n], ..."
+    answer = "According to [2], dinner is served at half past six. According to [1], Oda Brekke is."
+    cited = cite(answer, packed_of(HARBOUR, KITCHEN), "When is dinner?")
+    assert [(c.n, c.kind, c.replaces) for c in cited.citations] == [
+        (2, WRITTEN, []),
+        (1, WRITTEN, []),
+    ]
+    assert cited.citations[0].sentences == ["According to [2], dinner is served at half past six."]
+    # a leading number whose passage does not back the sentence is overruled as any other
+    cited = cite(
+        "According to [1], dinner is served at half past six.", packed_of(HARBOUR, KITCHEN)
+    )
+    assert [(c.n, c.kind, c.replaces) for c in cited.citations] == [(2, ATTRIBUTED, [1])]
 
 
 def test_an_uncited_answer_is_attributed_sentence_by_sentence() -> None:
