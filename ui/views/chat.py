@@ -170,9 +170,11 @@ def start_reply(question: str) -> tuple[Any, Any]:
     return reply, sign
 
 
-def answer(settings: Settings, question: str, model: str | None, sign: Any) -> dict[str, Any]:
+def answer(settings: Settings, question: str, model: str | None, sign: Any) -> None:
     """Answer (or, without a model, search) inside the assistant message being drawn, whose
-    `sign` shows that something is coming; the turn to keep."""
+    `sign` shows that something is coming. The turn is kept (in the session and saved) as
+    soon as it is known, before what follows it is drawn: a rerun that ends the script
+    meanwhile (the next question asked at once, a click) loses nothing."""
     history = chain_history(st.session_state[TURNS])
     if model is None:
         try:
@@ -180,21 +182,33 @@ def answer(settings: Settings, question: str, model: str | None, sign: Any) -> d
                 passages = chain.search(question)
         except KBError as err:
             sign.empty()
-            return error_turn(err)
+            keep_error(settings, err)
+            return
         sign.empty()
+        keep(settings, {"role": "search", "content": question, "passages": passages})
         show_search_results(passages)
-        return {"role": "search", "content": question, "passages": passages}
+        return
     outcome = stream_answer(settings, question, model, history, sign)
     if isinstance(outcome, KBError):
-        return error_turn(outcome)
-    answer_details(outcome, settings, key=f"t{len(st.session_state[TURNS])}")
-    return {"role": "assistant", "content": outcome.answer, "result": outcome}
+        keep_error(settings, outcome)
+        return
+    key = f"t{len(st.session_state[TURNS])}"  # the index this turn gets
+    keep(settings, {"role": "assistant", "content": outcome.answer, "result": outcome})
+    answer_details(outcome, settings, key=key)
 
 
-def error_turn(err: KBError) -> dict[str, Any]:
+def keep(settings: Settings, turn: dict[str, Any]) -> None:
+    """Add a turn to the conversation and save it (a new conversation reruns the page then,
+    which draws the turn from the conversation)."""
+    st.session_state[TURNS].append(turn)
+    save_conversation(settings, TURNS)
+
+
+def keep_error(settings: Settings, err: KBError) -> None:
+    """Keep the error's sentence as the turn, then show it."""
     empty = isinstance(err, EmptyKnowledgeBaseError)
+    keep(settings, {"role": "error", "content": str(err), "empty": empty})
     show_kb_error(str(err), empty)
-    return {"role": "error", "content": str(err), "empty": empty}
 
 
 def store_is_empty(settings: Settings) -> bool:
@@ -249,8 +263,7 @@ def main() -> None:
     st.session_state[TURNS].append({"role": "user", "content": question})
     st.iframe(FOLLOW_SCRIPT, height=1)
     with reply:
-        st.session_state[TURNS].append(answer(settings, question, model, sign))
-    save_conversation(settings, TURNS)
+        answer(settings, question, model, sign)
 
 
 if __name__ == "__main__":
