@@ -49,7 +49,9 @@ How the fake imitates Ollama where it matters:
   enums their first value (numeric ones the value nearest 3); `$ref`s into `$defs` are followed.
 - `fake-broken:1b` always answers with malformed, unterminated JSON-ish text.
 - Failure injection (constructor arguments, or attributes changed while running):
-  `first_token_delay_s` before the first chunk (or before a non-streamed reply),
+  `first_token_delay_s` before the first chunk (or before a non-streamed reply; like Ollama, a
+  stream's HTTP headers leave only with its first chunk), during which a client that closes the
+  connection is noticed at once (`clients_gone`, `gone_at`),
   `token_delay_s` between chunks, `fail_after_tokens` = n sends `{"error": stream_error}` after
   n chunks of a stream (a non-streamed reply becomes HTTP 500). A server that is down is one that
   was never started or was stopped; `unused_loopback_url()` gives an address nobody listens on.
@@ -63,13 +65,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import re
+import select
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,6 +101,7 @@ PROMPT_NS_PER_TOKEN = 100_000
 EVAL_NS_PER_TOKEN = 5_000_000
 KEEP_ALIVE = timedelta(minutes=5)
 SHUTDOWN_POLL_S = 0.05  # how soon stop() returns
+CLIENT_POLL_S = 0.01  # how often a pause looks whether the client closed the connection
 
 _STOPWORD_TEXT = """
     a about above after again all also am an and any are as at be been before being below
@@ -655,6 +660,7 @@ class FakeOllama:
         self._loaded: dict[str, tuple[int, datetime]] = {}
         self._log: list[LoggedRequest] = []
         self.clients_gone = 0  # replies the client closed before they were whole (a Stop)
+        self.gone_at: list[float] = []  # when each was noticed (time.monotonic())
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -733,13 +739,33 @@ class FakeOllama:
         with self._lock:
             return self.models.get(canonical) if canonical in self._installed else None
 
-    def _pause(self, seconds: float) -> bool:
-        """Sleep unless the server stops meanwhile; False when it did."""
-        return seconds <= 0 or not self._stopping.wait(seconds)
+    def _pause(self, seconds: float, client_gone: Callable[[], bool] | None = None) -> bool:
+        """Sleep unless the server stops (or `client_gone()` turns true) meanwhile; False when
+        it did."""
+        if client_gone is None:
+            return seconds <= 0 or not self._stopping.wait(seconds)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopping.wait(min(left, CLIENT_POLL_S)) or client_gone():
+                return False
+        return True
+
+    def _note_client_gone(self) -> None:
+        with self._lock:
+            self.clients_gone += 1
+            self.gone_at.append(time.monotonic())
 
     # -- endpoints --
 
-    def handle(self, method: str, path: str, body: dict[str, Any] | None) -> Reply:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> Reply:
+        """The reply to one request; `client_gone()` says whether the client has closed the
+        connection (a stream stops waiting for its first token then)."""
         entry = self._record(method, path, body)
         routes = {
             ("GET", "/"): lambda: Reply(text="Ollama is running"),
@@ -747,7 +773,7 @@ class FakeOllama:
             ("GET", "/api/tags"): self._tags,
             ("GET", "/api/ps"): self._ps,
             ("POST", "/api/show"): lambda: self._show(body or {}),
-            ("POST", "/api/chat"): lambda: self._chat(body or {}, entry),
+            ("POST", "/api/chat"): lambda: self._chat(body or {}, entry, client_gone),
             ("POST", "/api/pull"): lambda: self._pull(body or {}),
         }
         route = routes.get((method, path))
@@ -839,7 +865,12 @@ class FakeOllama:
         # Ollama lowers a num_ctx above the trained context to the trained context.
         return max(1, min(int(requested), model.context_length))
 
-    def _chat(self, body: dict[str, Any], entry: LoggedRequest) -> Reply:
+    def _chat(
+        self,
+        body: dict[str, Any],
+        entry: LoggedRequest,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> Reply:
         name = str(body.get("model") or "")
         if not name:
             return Reply(400, {"error": "model is required"})
@@ -870,7 +901,7 @@ class FakeOllama:
             self._loaded[model.name] = (num_ctx, datetime.now(UTC) + KEEP_ALIVE)
         turn = _Turn(model.name, pieces, reported, "length" if capped else "stop")
         if body.get("stream", True):
-            return Reply(stream=self._stream_chat(turn))
+            return Reply(stream=self._stream_chat(turn, client_gone))
         return self._whole_chat(turn)
 
     def _cached_tokens(self, model: str, messages: list[Any], view: PromptView) -> int:
@@ -890,9 +921,11 @@ class FakeOllama:
         cached = PROMPT_LEADING_TOKENS + sum(message_token_count(m) for m in messages[:common])
         return min(cached, view.kept_tokens - 1)
 
-    def _stream_chat(self, turn: _Turn) -> Iterator[dict[str, Any]]:
+    def _stream_chat(
+        self, turn: _Turn, client_gone: Callable[[], bool] | None = None
+    ) -> Iterator[dict[str, Any]]:
         started = time.monotonic()
-        if not self._pause(self.first_token_delay_s):
+        if not self._pause(self.first_token_delay_s, client_gone):
             return
         fail_after = self.fail_after_tokens
         for count, piece in enumerate(turn.pieces):
@@ -933,6 +966,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # each streamed chunk leaves at once
     server: _Server
+    gone = False  # set per request by `_serve`
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `FakeOllama.requests` instead."""
@@ -944,6 +978,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def _serve(self, method: str) -> None:
+        self.gone = False  # the client closed the connection before the reply was whole
         self.close_connection = True  # one request per connection: a stopped fake stays silent
         try:
             body = self._read_body() if method == "POST" else None
@@ -951,7 +986,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": f"invalid request body: {err}"})
             return
         try:
-            reply = self.server.fake.handle(method, self.path.split("?", 1)[0], body)
+            path = self.path.split("?", 1)[0]
+            reply = self.server.fake.handle(method, path, body, self._client_gone)
         except Exception as err:  # a bug in the fake: answer like a failing Ollama would
             reply = Reply(500, {"error": f"fake server failure: {err!r}"})
         try:
@@ -961,9 +997,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_bytes(reply.status, reply.text.encode(), "text/plain; charset=utf-8")
             else:
                 self._send_json(reply.status, reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            with self.server.fake._lock:  # the client gave up (a Stop, a timeout in a test)
-                self.server.fake.clients_gone += 1
+        except (BrokenPipeError, ConnectionResetError):  # a Stop, a test's timeout
+            if not self.gone:
+                self.server.fake._note_client_gone()
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed the connection (the whole request was read, so anything
+        readable now is its end of stream)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            gone = bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        if gone and not self.gone:
+            self.gone = True
+            self.server.fake._note_client_gone()
+        return gone
 
     def _read_body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -985,12 +1034,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_stream(self, lines: Iterator[dict[str, Any]]) -> None:
+        first = next(lines, None)  # the wait for the first token; nothing is sent before it
+        if first is None and self.gone:
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
-        for line in lines:
+        for line in itertools.chain([first] if first is not None else [], lines):
             data = json.dumps(line).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()

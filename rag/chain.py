@@ -37,6 +37,7 @@ from rag.errors import (
     QuestionTooLongError,
 )
 from rag.llm.base import ModelFacts, ModelRef, TextDelta, Usage, collect_text
+from rag.llm.hangup import Hangup
 from rag.llm.hub import ModelHub
 from rag.models import FACTS_MAX_AGE_S, effective_window, window_facts
 from rag.prompts import answer_messages, rewrite_message
@@ -159,10 +160,12 @@ class Chain:
         model: str | None = None,
         history: Sequence[Message] = (),
         filters: SearchFilters | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[str | AnswerResult]:
         """Yields the answer's text deltas, then the `AnswerResult`. Raises `KBError`s of the
         store and the model server (one sentence each) before the first delta; an error after
-        it ends the stream with `partial` set."""
+        it ends the stream with `partial` set. `hangup.hang_up()`, from another thread, closes
+        the requests to the model server at once (see `rag.llm.hangup`)."""
         started = time.perf_counter()
         ref = self.models.resolve(model or self.settings.model)
         facts = self.facts(ref.id)
@@ -170,7 +173,7 @@ class Chain:
         estimator = self.calibration.estimator(ref.id)
         self._check_question_fits(question, window, estimator, ref)
         kept_history = trim_history(list(history), int(window * HISTORY_SHARE), estimator)
-        query = self.standalone_query(question, kept_history, ref, window)
+        query = self.standalone_query(question, kept_history, ref, window, hangup)
 
         retrieval_started = time.perf_counter()
         passages = self.search(query, filters)
@@ -183,7 +186,7 @@ class Chain:
         )  # fmt: skip
         packed, messages = self._prepare(result, passages, kept_history, window, estimator)
         try:
-            yield from self._generate(result, ref, messages, started)
+            yield from self._generate(result, ref, messages, started, hangup)
         except PromptTooLongError as err:
             smaller = self._learn_window(ref, err, window)
             packed, messages = self._prepare(result, passages, kept_history, smaller, estimator)
@@ -193,7 +196,7 @@ class Chain:
                 f"The server rejected the prompt as too long for its {smaller:,}-token window; "
                 "kb packed fewer passages and asked again."
             )  # replaces a speed notice of the first packing: this one says more
-            yield from self._generate(result, ref, messages, started)
+            yield from self._generate(result, ref, messages, started, hangup)
         self._check_truncation(result, messages)
         cited = cite(result.answer, packed, result.question)
         result.citations, result.uncited_sentences = cited.citations, cited.uncited_sentences
@@ -284,7 +287,12 @@ class Chain:
         return estimator.messages(answer_messages("", question, history))
 
     def standalone_query(
-        self, question: str, history: list[Message], model: ModelRef | str, window: int
+        self,
+        question: str,
+        history: list[Message],
+        model: ModelRef | str,
+        window: int,
+        hangup: Hangup | None = None,
     ) -> str:
         """A follow-up rewritten by the model into a question that can be searched alone;
         without history the question itself. If the model fails, the previous question
@@ -297,7 +305,12 @@ class Chain:
         try:
             text, _ = collect_text(
                 self.models.chat(
-                    str(model), message, window=window, max_tokens=REWRITE_TOKENS, temperature=0
+                    str(model),
+                    message,
+                    window=window,
+                    max_tokens=REWRITE_TOKENS,
+                    temperature=0,
+                    hangup=hangup,
                 )
             )
         except KBError as err:
@@ -307,13 +320,18 @@ class Chain:
         return rewritten or fallback
 
     def _generate(
-        self, result: AnswerResult, ref: ModelRef, messages: list[Message], started: float
+        self,
+        result: AnswerResult,
+        ref: ModelRef,
+        messages: list[Message],
+        started: float,
+        hangup: Hangup | None = None,
     ) -> Iterator[str]:
         backend = self.models.backend(ref.server)
         parts: list[str] = []
         events = backend.chat(
             ref.name, messages, window=result.window, max_tokens=result.max_tokens,
-            temperature=self.settings.temperature,
+            temperature=self.settings.temperature, hangup=hangup,
         )  # fmt: skip
         sent = time.perf_counter()  # the request goes out at the first `next`
         first_token_s: float | None = None

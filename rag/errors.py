@@ -70,6 +70,10 @@ class QuestionTooLongError(KBError):
     """The question alone does not fit the model's window; nothing was sent."""
 
 
+class AnswerStoppedError(KBError):
+    """The request was hung up (`rag.llm.hangup.Hangup`): the answer was stopped on purpose."""
+
+
 # Ollama's own names, kept for the Ollama adapter's callers and older code.
 OllamaUnreachableError = ServerUnreachableError
 OllamaTimeoutError = ModelTimeoutError

@@ -28,6 +28,7 @@ from eval.fake_ollama import (
 )
 from rag.errors import ModelNotFoundError, PromptTooLongError, ServerUnreachableError
 from rag.llm.base import ChatEvent, ListedModel, Message, ModelFacts, ModelRef, TextDelta, Usage
+from rag.llm.hangup import Hangup
 from rag.llm.structured import parse_structured
 
 FAKE_SERVER = "fake"
@@ -89,6 +90,7 @@ class FakeBackend:
         max_tokens: int,
         temperature: float | None = None,
         seed: int | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatEvent]:
         self._window(model)
         sent = [dict(m) for m in messages]

@@ -137,11 +137,16 @@ def test_a_conversation_reopens_after_a_reload_and_exports_as_markdown(
 
         sidebar.get_by_text("This conversation: rename, export, delete").click()
         export = sidebar.get_by_role("button", name="Export as Markdown")
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
         with page.expect_download(timeout=TIMEOUT_MS) as download:
             export.click()
         text = Path(download.value.path()).read_text(encoding="utf-8")
         assert text.startswith(f"# {LIGHTHOUSE_Q}\n") and LIGHTHOUSE_A in text
         assert download.value.suggested_filename == "When-was-the-Tarnwick-lighthouse-built.md"
+        # the export came over the session's connection: no address anyone else could fetch
+        assert download.value.url.startswith("blob:")
+        assert not [r for r in requests if urlsplit(r).path.startswith("/media/")]
         shot(page, "conversation-export.png")
 
 

@@ -220,3 +220,32 @@ def test_a_stopped_answer_keeps_what_arrived_and_says_so(ui_app_env: AppEnv) -> 
     no_exception(app)
     assert "The Tarnwick lighthouse was" in page_text(app)
     assert "Stopped before the answer was finished" in page_text(app)
+
+
+def test_an_answer_is_kept_and_saved_when_the_run_ends_while_its_details_are_drawn(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next question asked at once (or any click) ends the script where it is; an answer
+    whose text has come is kept and saved even if that happens while its sources are drawn."""
+    import streamlit as st
+
+    import ui.answer_view
+    from ui.views.chat import TURNS
+
+    drawn = ui.answer_view.answer_details
+
+    def ended_while_drawing_the_second_answer(*args: object, **kwargs: object) -> None:
+        if kwargs.get("key") == "t3":  # the second answer's details (turns: q, a, q, a)
+            st.stop()
+        drawn(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ui.answer_view, "answer_details", ended_while_drawing_the_second_answer)
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    ask(app, "When does the Orvel bakery open?")
+    no_exception(app)
+    roles = [turn["role"] for turn in app.session_state[TURNS]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    folder = ui_app_env.settings.data_dir / "conversations" / "shared"
+    [saved] = folder.glob("*.json")
+    turns = json.loads(saved.read_text(encoding="utf-8"))["turns"]
+    assert [turn["role"] for turn in turns] == roles

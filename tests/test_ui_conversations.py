@@ -4,6 +4,7 @@ OIDC sign-in (tested at Streamlit's auth boundary: `AppTest.secrets` and `AppTes
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -169,8 +170,14 @@ def test_new_reopen_rename_and_delete_from_the_sidebar(ui_app_env: AppEnv) -> No
     no_exception(app)
     assert json.loads(first.read_text(encoding="utf-8"))["title"] == "Lighthouse"
     assert "Lighthouse" in conversation_buttons(app)
-    [export] = [d for d in app.get("download_button")]
-    assert export.proto.label == "Export as Markdown"
+    assert not app.get("download_button")  # which Streamlit would serve at a /media address
+    app.button(key="conversation-export").click().run()
+    [frame] = [f.proto.srcdoc for f in app.get("iframe") if "atob(" in f.proto.srcdoc]
+    encoded = re.search(r'atob\("([A-Za-z0-9+/=]*)"\)', frame)
+    assert encoded is not None
+    exported = base64.b64decode(encoded.group(1)).decode("utf-8")
+    assert exported.startswith("# Lighthouse\n") and "built in 1871" in exported
+    assert 'download="Lighthouse.md"' in frame
     app.button(key="conversation-delete").click().run()
     assert first.exists()  # asked first
     app.button(key="conversation-delete-confirm").click().run()

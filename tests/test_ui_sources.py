@@ -69,3 +69,58 @@ def test_a_pdf_page_is_shown_inline_and_a_gone_file_is_said(tmp_path: Path) -> N
     [warning] = [w.value for w in app.warning]
     assert "is gone (moved or deleted since it was ingested)" in warning
     assert PASSAGE in page_text(app)
+
+
+def _sources(result: object) -> None:  # run as a script (no imports there: no Any)
+    from ui.answer_view import sources_panel
+
+    sources_panel(result, key="t0")
+
+
+def _search_results(passages: list) -> None:  # type: ignore[type-arg]  (run as a script)
+    from ui.answer_view import show_search_results
+
+    show_search_results(passages)
+
+
+def stored_passage(text: str, ocr: bool, index: int) -> Any:
+    """A passage as retrieval makes it from a stored chunk's payload (where `ocr` is kept)."""
+    from rag.retrieve import Passage
+    from rag.store.records import ChunkRecord, ScoredChunk
+
+    chunk = ChunkRecord(
+        doc_id="d1", path="scans/harbour.pdf", abs_path="/docs/scans/harbour.pdf",
+        dirs=("/docs", "/docs/scans"), title="Harbour", page=1, headings=(),
+        chunk_index=index, char_start=0, char_end=len(text), doc_hash="h", text=text,
+        n_tokens=12, ocr=ocr,
+    )  # fmt: skip
+    stored = ChunkRecord.from_payload(chunk.to_payload())
+    return Passage.from_scored(ScoredChunk(stored, 0.5 - index / 10))
+
+
+def test_a_passage_read_by_ocr_is_marked_in_the_sources_and_search_results() -> None:
+    from rag.chain import AnswerResult, passage_record
+    from rag.citations import Citation
+
+    scanned = stored_passage(PASSAGE, ocr=True, index=0)
+    typed = stored_passage("Boats moor on the south side only.", ocr=False, index=1)
+    result = AnswerResult(question="q", search_query="q", model="m@s", answer="Lit at dusk [1].")
+    result.passages = [passage_record(1, scanned), passage_record(2, typed)]
+    cited = Citation(
+        n=1, source=scanned.source_label(), path=scanned.path, abs_path=scanned.abs_path,
+        title=scanned.title, page=scanned.page, headings=[], text=scanned.text,
+    )  # fmt: skip
+    result.citations = [cited]
+    app = AppTest.from_function(_sources, args=(result,), default_timeout=30).run()
+    no_exception(app)
+    labels = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert len(labels) == 2
+    scanned_label, typed_label = sorted(labels)
+    assert "read by OCR, may contain misreadings" in scanned_label
+    assert "read by OCR" not in typed_label
+
+    app = AppTest.from_function(_search_results, args=([scanned, typed],), default_timeout=30)
+    app.run()
+    no_exception(app)
+    labels = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert ["read by OCR, may contain misreadings" in label for label in labels] == [True, False]

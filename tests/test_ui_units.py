@@ -292,7 +292,9 @@ class _LaneChain:
         self.barrier = barrier
         self.fail = fail
 
-    def stream(self, question: str, model: str, history: Any = ()) -> Iterator[Any]:
+    def stream(
+        self, question: str, model: str, history: Any = (), hangup: Any = None
+    ) -> Iterator[Any]:
         yield f"{model} says "
         self.barrier.wait(timeout=30)
         if model in self.fail:
@@ -334,7 +336,9 @@ def test_closing_the_lanes_closes_their_streams_and_ticks_while_they_wait() -> N
     closed = threading.Event()
 
     class SlowChain:
-        def stream(self, question: str, model: str, history: Any = ()) -> Iterator[Any]:
+        def stream(
+            self, question: str, model: str, history: Any = (), hangup: Any = None
+        ) -> Iterator[Any]:
             try:
                 time.sleep(0.3)  # the model reads its prompt
                 for n in range(1000):
@@ -374,3 +378,27 @@ def test_a_stop_closes_the_request_to_the_model_server(ui_app_env: Any, fake_oll
         while fake_ollama.clients_gone == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
     assert fake_ollama.clients_gone == 1
+
+
+def test_a_stop_before_the_first_token_closes_the_request_at_once(
+    ui_app_env: Any, fake_ollama: Any
+) -> None:
+    from rag.service import build_services
+
+    fake_ollama.first_token_delay_s = 20.0  # a model on CPU still reading its prompt
+    with build_services(ui_app_env.settings) as services:
+        lanes = stream_side_by_side(
+            services.open_chain,
+            "When was the Tarnwick lighthouse built?",
+            ["fake-llama3:8b"],
+            tick_s=0.05,
+        )
+        deadline = time.monotonic() + 30
+        while not fake_ollama.requests_to("/api/chat") and time.monotonic() < deadline:
+            assert next(lanes) == (-1, None)  # only waiting: no byte of the answer came
+        stopped = time.monotonic()
+        lanes.close()  # what a Stop click (a rerun) does to the page's loop
+        while not fake_ollama.gone_at and time.monotonic() < stopped + 2:
+            time.sleep(0.01)
+    assert fake_ollama.gone_at, "the model server never saw the request close"
+    assert fake_ollama.gone_at[0] - stopped < 1.0

@@ -100,6 +100,8 @@ CITATION_MARKS = {
     "written": ":material/format_quote: cited by the model",
     "attributed": ":material/link: attributed by kb",
 }
+# A passage whose text (some of it) was read off a page image by OCR (`Passage.ocr`).
+OCR_MARK = ":material/document_scanner: read by OCR, may contain misreadings"
 
 
 def answer_key(result: AnswerResult) -> str:
@@ -132,12 +134,14 @@ def show_passage(
     record: dict[str, Any], cited: bool | str, rank: int, of: int, key: str = ""
 ) -> None:
     """One passage: an anchor the answer's `[n]` links to, number, file, page, headings, its
-    relevance rank, whether and how it is cited, a button that opens its source, its text.
+    relevance rank, whether and how it is cited, whether OCR read it, a button that opens its
+    source, its text.
     `cited` is the citation's kind (`written`, `attributed`), or a bool."""
     if key:  # an empty element with an id of kb's own, for the answer's [n] links
         st.markdown(f'<div id="{passage_anchor(key, record["n"])}"></div>', unsafe_allow_html=True)
     how = CITATION_MARKS.get(cited, "cited") if isinstance(cited, str) else "cited"
     marker = f" · {how}" if cited else ""
+    marker += f" · {OCR_MARK}" if record.get("ocr") else ""
     st.markdown(
         f"**{escape_markdown(passage_label(record))}**  \nrelevance: {rank} of {of}{marker}"
     )
@@ -247,7 +251,8 @@ def show_search_results(passages: list[Passage]) -> None:
         return
     st.caption("No model is answering, so here are the passages that best match the question:")
     for n, passage in enumerate(passages[:SEARCH_RESULTS_SHOWN], start=1):
-        st.markdown(f"**{escape_markdown(f'[{n}] {passage.source_label()}')}**")
+        label = f"**{escape_markdown(f'[{n}] {passage.source_label()}')}**"
+        st.markdown(label + (f"  \n{OCR_MARK}" if passage.ocr else ""))
         show_text(passage.text)
     show_caption(
         f"The {min(len(passages), SEARCH_RESULTS_SHOWN)} best of {len(passages)} matching "

@@ -4,12 +4,16 @@ exported as Markdown, and saved after every answer (`ui/conversations.py` holds 
 Three hooks for the chat page, which keeps its turns in `st.session_state[turns_key]`:
 `reopen_from_address` at the top (after a reload the address's `?c=<id>` brings the
 conversation back), `conversation_panel` in the sidebar, `save_conversation` after each turn.
-The open conversation's id is in the address, never its content; the export is a download
-button whose Markdown is made only when it is clicked.
+The open conversation's id is in the address, never its content. The export is made only when
+its button is clicked, and reaches the browser over the session's own connection, inside a
+one-time frame that saves it from a `blob:` address (which only that browser can read): never
+at a Streamlit `/media` address, which anyone holding it could fetch without the password.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 from typing import Any
 
 import streamlit as st
@@ -36,6 +40,15 @@ LISTING = "chat_conversation_listing"  # (folder and its mtime, Listing): read a
 CURRENT = "chat_conversation"  # the open conversation's id (None: not saved yet)
 CONFIRM_DELETE = "chat_conversation_confirm_delete"
 ADDRESS_KEY = "c"  # ?c=<id>: the open conversation, so a reload reopens it
+# The export's frame: a link to the Markdown as a `blob:` address, clicked at once (a fixed
+# script of kb's own; the Markdown comes base64-encoded, so nothing in it can become markup).
+SAVE_FRAME = """<a id="save" download="{name}" style="font: 14px sans-serif">Save {name}</a>
+<script>
+const bytes = Uint8Array.from(atob("{data}"), c => c.charCodeAt(0));
+const link = document.getElementById("save");
+link.href = URL.createObjectURL(new Blob([bytes], {{type: "text/markdown"}}));
+link.click();
+</script>"""
 
 
 def conversation_store(settings: Settings) -> ConversationStore:
@@ -176,15 +189,20 @@ def _manage(store: ConversationStore, conversation: Summary, turns_key: str) -> 
             else:
                 st.rerun()
 
-        def markdown() -> bytes:
-            saved = store.load(conversation.id)
-            return as_markdown(saved).encode("utf-8") if saved else b""
-
-        st.download_button(
-            "Export as Markdown", data=markdown, file_name=export_file_name(conversation),
-            mime="text/markdown", on_click="ignore", icon=":material/download:",
-        )  # fmt: skip
+        if st.button("Export as Markdown", key="conversation-export", icon=":material/download:"):
+            _export(store, conversation)
         _delete(store, conversation, turns_key)
+
+
+def _export(store: ConversationStore, conversation: Summary) -> None:
+    """Hand the conversation's Markdown to the browser as a download, in this run only."""
+    saved = store.load(conversation.id)
+    if saved is None:
+        st.warning("That conversation is gone; it may have been deleted elsewhere.")
+        return
+    data = base64.b64encode(as_markdown(saved).encode("utf-8")).decode("ascii")
+    name = html.escape(export_file_name(conversation), quote=True)
+    st.iframe(SAVE_FRAME.format(name=name, data=data), height=56)
 
 
 def _delete(store: ConversationStore, conversation: Summary, turns_key: str) -> None:

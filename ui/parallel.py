@@ -6,8 +6,9 @@ The threads only produce events; the page's own thread consumes them and draws, 
 Streamlit elements belong to the script's thread. With `tick_s` the consumer also gets a
 `WAITING` event whenever no other came for that long, so that the page can redraw while a model
 reads its prompt: each redraw is where Streamlit notices a Stop click (or any rerun) and ends
-the script. Closing the consumer (which a rerun does) cancels every lane: each closes its
-stream at its next event, and closing the stream closes the request to the model server.
+the script. Closing the consumer (which a rerun does) cancels every lane: each lane's `Hangup`
+closes its request to the model server at once, even while the model still reads its prompt
+(no byte has come yet), and a lane that is between events stops at its next one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import AbstractContextManager, closing
 
 from rag.chain import AnswerResult, Chain, Message
 from rag.errors import KBError
+from rag.llm.hangup import Hangup
 
 Event = str | AnswerResult | KBError
 ChainOpener = Callable[[], AbstractContextManager[Chain]]
@@ -39,10 +41,11 @@ def stream_side_by_side(
     iterator early cancels the lanes still running."""
     events: queue.Queue[tuple[int, object]] = queue.Queue()
     cancel = threading.Event()
+    hangups = [Hangup() for _ in models]
     threads = [
         threading.Thread(
             target=_run_lane,
-            args=(lane, open_chain, question, model, history, events, cancel),
+            args=(lane, open_chain, question, model, history, events, cancel, hangups[lane]),
             name=f"kb-lane-{lane}",
             daemon=True,
         )
@@ -66,6 +69,8 @@ def stream_side_by_side(
                 raise event
     finally:
         cancel.set()  # lanes still running stop at their next event
+        for hangup in hangups:  # and their requests close now, answered or not
+            hangup.hang_up()
     for thread in threads:
         thread.join()
 
@@ -78,9 +83,13 @@ def _run_lane(
     history: Sequence[Message],
     events: queue.Queue[tuple[int, object]],
     cancel: threading.Event,
+    hangup: Hangup,
 ) -> None:
     try:
-        with open_chain() as chain, closing(chain.stream(question, model, history)) as stream:
+        with (
+            open_chain() as chain,
+            closing(chain.stream(question, model, history, hangup=hangup)) as stream,
+        ):
             for event in stream:
                 if cancel.is_set():
                     break  # `closing` ends the stream, and with it the server's request

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from rag.llm.hangup import Hangup
+
 Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 CountSource = Literal["server", "tokenizer", "estimate"]
 WindowSource = Literal["trained", "server", "setting", "learned", "default"]
@@ -170,11 +172,14 @@ class ChatBackend(Protocol):
         max_tokens: int,
         temperature: float | None = None,
         seed: int | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatEvent]:
         """Stream an answer: `TextDelta`s, then exactly one `Usage`. `window` is the context
         kb sized the prompt for (sent as Ollama's `num_ctx`; a server with a fixed window
         ignores it). Nothing is sent before the first event is asked for; closing the
-        iterator early closes the request."""
+        iterator early closes the request. With `hangup`, `hangup.hang_up()` from another
+        thread closes the request at once, even before the first byte came; the iterator then
+        raises `AnswerStoppedError`."""
         ...
 
     def structured(

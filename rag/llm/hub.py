@@ -24,6 +24,7 @@ from rag.llm.base import (
     ModelFacts,
     ModelRef,
 )
+from rag.llm.hangup import Hangup
 
 LISTING_MAX_AGE_S = 30.0  # a bare name is resolved against listings at most this old
 
@@ -156,11 +157,12 @@ class ModelHub:
         max_tokens: int,
         temperature: float | None = None,
         seed: int | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatEvent]:
         ref = self.resolve(model)
         return self.backend(ref.server).chat(
             ref.name, messages, window=window, max_tokens=max_tokens,
-            temperature=temperature, seed=seed,
+            temperature=temperature, seed=seed, hangup=hangup,
         )  # fmt: skip
 
     def structured(

@@ -25,6 +25,7 @@ import ollama
 
 from rag.catalog import lookup
 from rag.errors import (
+    AnswerStoppedError,
     KBError,
     ModelNotFoundError,
     OllamaResponseError,
@@ -32,6 +33,7 @@ from rag.errors import (
     OllamaUnreachableError,
 )
 from rag.llm.base import ChatEvent, ListedModel, Message, ModelFacts, ModelRef, TextDelta, Usage
+from rag.llm.hangup import STOPPED, Hangup
 from rag.llm.structured import parse_structured
 from rag.settings import Settings, env_name
 
@@ -131,15 +133,25 @@ class OllamaGateway:
         options: Mapping[str, Any] | None = None,
         stream: bool = True,
         format: str | Mapping[str, Any] | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatChunk]:
         """The client's chat chunks (one whole response when `stream` is False).
 
         Nothing is sent until the first chunk is asked for. An error after some chunks is raised
-        as a `KBError` from the iterator once those chunks have been yielded.
+        as a `KBError` from the iterator once those chunks have been yielded. With `hangup`, the
+        request goes on a connection of its own that `hangup.hang_up()` shuts down; the
+        iterator then raises `AnswerStoppedError`.
         """
+        own: list[ollama.Client] = []  # the clients made for this request alone
+
+        def client_for(host: str) -> ollama.Client:
+            if hangup is None:
+                return self._client(host)
+            own.append(self._hangup_client(host, hangup))
+            return own[-1]
 
         def open_chat(host: str) -> tuple[ChatChunk | None, Iterator[ChatChunk]]:
-            reply = self._client(host).chat(
+            reply = client_for(host).chat(
                 model=model,
                 messages=list(messages),
                 options=dict(options) if options is not None else None,
@@ -151,15 +163,24 @@ class OllamaGateway:
             # A stream sends its request, and meets its HTTP errors, at the first chunk.
             return next(reply, None), reply
 
-        host, (first, rest) = self._call(model, open_chat)
+        rest: Iterator[ChatChunk] = iter(())
         try:
+            if hangup is not None and hangup.hung_up:
+                raise AnswerStoppedError(STOPPED)
+            host, (first, rest) = self._call(model, open_chat)
             if first is not None:
                 yield first
             yield from self._translated(rest, host)
+        except KBError as err:
+            if hangup is not None and hangup.hung_up and not isinstance(err, AnswerStoppedError):
+                raise AnswerStoppedError(STOPPED) from None
+            raise
         finally:
             close = getattr(rest, "close", None)
             if close is not None:
                 close()
+            for client in own:
+                client.close()
 
     def close(self) -> None:
         with self._lock:
@@ -180,6 +201,12 @@ class OllamaGateway:
             if host not in self._clients:
                 self._clients[host] = ollama.Client(host=host, timeout=self._timeout)
             return self._clients[host]
+
+    def _hangup_client(self, host: str, hangup: Hangup) -> ollama.Client:
+        """A client for one request whose connections `hangup` can shut down."""
+        return ollama.Client(
+            host=host, timeout=self._timeout, event_hooks={"request": [hangup.watch_request]}
+        )
 
     def _hosts_in_turn(self, key: str) -> list[str]:
         """All hosts, starting at this key's next turn; those marked down only as a last resort."""
@@ -345,9 +372,10 @@ class OllamaBackend:
         max_tokens: int,
         temperature: float | None = None,
         seed: int | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatEvent]:
         options = _options(window, max_tokens, temperature, seed)
-        for chunk in self.gateway.chat(model, messages, options=options):
+        for chunk in self.gateway.chat(model, messages, options=options, hangup=hangup):
             text = (chunk.message.content or "") if chunk.message else ""
             if text:
                 yield TextDelta(text)

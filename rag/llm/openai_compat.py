@@ -42,6 +42,7 @@ from openai.types.chat import ChatCompletionChunk
 from rag.catalog import lookup
 from rag.context import TokenEstimator
 from rag.errors import (
+    AnswerStoppedError,
     KBError,
     ModelAuthError,
     ModelNotFoundError,
@@ -60,6 +61,7 @@ from rag.llm.base import (
     TextDelta,
     Usage,
 )
+from rag.llm.hangup import STOPPED, Hangup
 from rag.llm.structured import parse_structured
 from rag.settings import OpenAIServer, Settings, env_name
 
@@ -207,16 +209,21 @@ class OpenAICompatBackend:
         max_tokens: int,
         temperature: float | None = None,
         seed: int | None = None,
+        hangup: Hangup | None = None,
     ) -> Iterator[ChatEvent]:
         """Stream an answer: `TextDelta`s, then one `Usage` (`window` is not sent: these servers
-        have a fixed window). Nothing is sent before the first event is asked for."""
+        have a fixed window). Nothing is sent before the first event is asked for. With
+        `hangup`, the request goes on a connection of its own that `hangup.hang_up()` shuts
+        down; the iterator then raises `AnswerStoppedError`."""
         request: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
         request["max_tokens"] = max_tokens
         if temperature is not None:
             request["temperature"] = temperature
         if seed is not None:
             request["seed"] = seed
-        return self._streamed(request)
+        if hangup is None:
+            return self._streamed(request, self._client)
+        return self._hangup_streamed(request, hangup)
 
     def structured(
         self,
@@ -256,9 +263,26 @@ class OpenAICompatBackend:
 
     # -- streaming --
 
-    def _streamed(self, request: dict[str, Any]) -> Iterator[ChatEvent]:
+    def _hangup_streamed(self, request: dict[str, Any], hangup: Hangup) -> Iterator[ChatEvent]:
+        """`_streamed` through a client made for this request, whose connection `hangup` can
+        shut down."""
+        if hangup.hung_up:
+            raise AnswerStoppedError(STOPPED)
+        with httpx2.Client(
+            follow_redirects=True, event_hooks={"request": [hangup.watch_request]}
+        ) as http_client:
+            try:
+                yield from self._streamed(
+                    request, self._client.with_options(http_client=http_client)
+                )
+            except KBError as err:
+                if hangup.hung_up and not isinstance(err, AnswerStoppedError):
+                    raise AnswerStoppedError(STOPPED) from None
+                raise
+
+    def _streamed(self, request: dict[str, Any], client: openai.OpenAI) -> Iterator[ChatEvent]:
         model = request["model"]
-        stream = self._open_stream(request)
+        stream = self._open_stream(request, client)
         pieces: list[str] = []
         finish_reason: str | None = None
         last: ChatCompletionChunk | None = None
@@ -279,7 +303,7 @@ class OpenAICompatBackend:
         if finish_reason is None and usage_chunk is None:
             if not pieces:
                 # llama-cpp-python answers an over-long streamed prompt with an empty 200.
-                raise self._empty_answer(request)
+                raise self._empty_answer(request, client)
             raise ModelResponseError(
                 _sentence(
                     f"{self.describe()} broke off the answer before it was finished; check "
@@ -289,22 +313,24 @@ class OpenAICompatBackend:
         timings = _timings(last)
         yield self._usage(request, "".join(pieces), usage_chunk, finish_reason, timings)
 
-    def _open_stream(self, request: dict[str, Any]) -> openai.Stream[ChatCompletionChunk]:
+    def _open_stream(
+        self, request: dict[str, Any], client: openai.OpenAI
+    ) -> openai.Stream[ChatCompletionChunk]:
         """The stream of a chat request; without `stream_options` where the server rejects it.
         The request is sent here: HTTP errors (a prompt too long for llama.cpp) come out here."""
         with self._lock:
             include_usage = self._stream_options
         try:
             if include_usage:
-                return self._client.chat.completions.create(
+                return client.chat.completions.create(
                     **request, stream=True, stream_options={"include_usage": True}
                 )
-            return self._client.chat.completions.create(**request, stream=True)
+            return client.chat.completions.create(**request, stream=True)
         except openai.APIStatusError as err:
             if include_usage and _rejects(err, "stream_options") and not _too_long(err):
                 with self._lock:
                     self._stream_options = False
-                return self._open_stream(request)
+                return self._open_stream(request, client)
             raise self._translate(err, request["model"]) from None
         except Exception as err:
             raise self._translate(err, request["model"]) from None
@@ -323,13 +349,13 @@ class OpenAICompatBackend:
                 raise self._translate(err, model, streaming=True) from None
             yield chunk
 
-    def _empty_answer(self, request: dict[str, Any]) -> KBError:
+    def _empty_answer(self, request: dict[str, Any], client: openai.OpenAI) -> KBError:
         """Why a stream ended with nothing: one non-streamed request with `max_tokens=1` gets
         the "maximum context length" error quickly when the prompt is too long."""
         model = request["model"]
         for attempt in range(2):
             try:
-                self._client.chat.completions.create(**{**request, "max_tokens": 1})
+                client.chat.completions.create(**{**request, "max_tokens": 1})
             except openai.APITimeoutError as err:
                 return self._translate(err, model)
             except openai.APIConnectionError as err:

@@ -3,7 +3,9 @@
 Without a reachable model server the page answers with retrieval alone: the best passages and
 their sources. Hot path (Enter to first token): cached settings and `Services` (store, embedder,
 model servers), the chat history from the session, then `Chain.stream`; nothing here lists
-documents or reloads anything.
+documents or reloads anything. Enter to the first sign of an answer: only the title and the chat
+box are drawn before it; the sidebar and the conversation so far come after
+(`python -m tests.bench_ui_first_sign` measures it).
 """
 
 from __future__ import annotations
@@ -67,15 +69,24 @@ def chain_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def pick_model(settings: Settings) -> str | None:
+    """This session's model (a model id), without drawing anything: its earlier choice while a
+    reachable server offers it, else the first model offered; None when none is."""
+    choices = model_choices(settings, listed_models(settings))
+    if not choices:
+        return None
+    st.session_state[MODEL] = kept_choice(st.session_state.get(MODEL), choices) or choices[0]
+    return str(st.session_state[MODEL])
+
+
+def model_picker(settings: Settings) -> None:
     """The sidebar's model picker: every model of every reachable server, shown with its
-    server; this session's earlier choice is kept while a server offers it."""
+    server, on the choice `pick_model` made (or why there is none)."""
     listed = listed_models(settings)
     choices = model_choices(settings, listed)
     if not choices:
         st.sidebar.error(no_model_message(settings, listed))
-        return None
-    st.session_state[MODEL] = kept_choice(st.session_state.get(MODEL), choices) or choices[0]
-    return st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
+        return
+    st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
 
 
 def show_turn(turn: dict[str, Any], settings: Settings, index: int = 0) -> None:
@@ -159,9 +170,11 @@ def start_reply(question: str) -> tuple[Any, Any]:
     return reply, sign
 
 
-def answer(settings: Settings, question: str, model: str | None, sign: Any) -> dict[str, Any]:
+def answer(settings: Settings, question: str, model: str | None, sign: Any) -> None:
     """Answer (or, without a model, search) inside the assistant message being drawn, whose
-    `sign` shows that something is coming; the turn to keep."""
+    `sign` shows that something is coming. The turn is kept (in the session and saved) as
+    soon as it is known, before what follows it is drawn: a rerun that ends the script
+    meanwhile (the next question asked at once, a click) loses nothing."""
     history = chain_history(st.session_state[TURNS])
     if model is None:
         try:
@@ -169,21 +182,33 @@ def answer(settings: Settings, question: str, model: str | None, sign: Any) -> d
                 passages = chain.search(question)
         except KBError as err:
             sign.empty()
-            return error_turn(err)
+            keep_error(settings, err)
+            return
         sign.empty()
+        keep(settings, {"role": "search", "content": question, "passages": passages})
         show_search_results(passages)
-        return {"role": "search", "content": question, "passages": passages}
+        return
     outcome = stream_answer(settings, question, model, history, sign)
     if isinstance(outcome, KBError):
-        return error_turn(outcome)
-    answer_details(outcome, settings, key=f"t{len(st.session_state[TURNS])}")
-    return {"role": "assistant", "content": outcome.answer, "result": outcome}
+        keep_error(settings, outcome)
+        return
+    key = f"t{len(st.session_state[TURNS])}"  # the index this turn gets
+    keep(settings, {"role": "assistant", "content": outcome.answer, "result": outcome})
+    answer_details(outcome, settings, key=key)
 
 
-def error_turn(err: KBError) -> dict[str, Any]:
+def keep(settings: Settings, turn: dict[str, Any]) -> None:
+    """Add a turn to the conversation and save it (a new conversation reruns the page then,
+    which draws the turn from the conversation)."""
+    st.session_state[TURNS].append(turn)
+    save_conversation(settings, TURNS)
+
+
+def keep_error(settings: Settings, err: KBError) -> None:
+    """Keep the error's sentence as the turn, then show it."""
     empty = isinstance(err, EmptyKnowledgeBaseError)
+    keep(settings, {"role": "error", "content": str(err), "empty": empty})
     show_kb_error(str(err), empty)
-    return {"role": "error", "content": str(err), "empty": empty}
 
 
 def store_is_empty(settings: Settings) -> bool:
@@ -207,23 +232,28 @@ def first_visit_guide(settings: Settings) -> None:
     st.page_link(LIBRARY_PAGE, label="Open the Library", icon=":material/library_books:")
 
 
-def sidebar(settings: Settings, online: bool) -> str | None:
-    model = pick_model(settings) if online else None
+def sidebar(settings: Settings, online: bool) -> None:
+    if online:
+        model_picker(settings)
     conversation_panel(settings, TURNS)  # new, saved, reopen, rename, export, delete
-    return model
 
 
 def main() -> None:
+    """The page. After Enter, the first thing drawn after the chat box is the question and the
+    sign that its answer is coming: the sidebar and the conversation so far are drawn after it
+    (the sidebar into its own place, the turns into a container placed above), so that neither
+    the script nor the browser handles them before the sign."""
     settings = page_start(needs_models=True)
     st.session_state.setdefault(TURNS, [])
     reopen_from_address(settings, TURNS)  # after a reload: the conversation of ?c=<id>
     online = models_reachable(settings)
-    model = sidebar(settings, online)
+    model = pick_model(settings) if online else None
     st.title("Chat" if online else "Search")
     earlier = st.container()  # the conversation so far, drawn after the new question's sign
     prompt = "Ask the knowledge base" if online else "Search the knowledge base"
     question = st.chat_input(prompt, key=QUESTION, disabled=online and model is None)
     reply, sign = start_reply(question) if question else (None, None)
+    sidebar(settings, online)
     with earlier:
         for index, turn in enumerate(st.session_state[TURNS]):
             show_turn(turn, settings, index)
@@ -233,8 +263,7 @@ def main() -> None:
     st.session_state[TURNS].append({"role": "user", "content": question})
     st.iframe(FOLLOW_SCRIPT, height=1)
     with reply:
-        st.session_state[TURNS].append(answer(settings, question, model, sign))
-    save_conversation(settings, TURNS)
+        answer(settings, question, model, sign)
 
 
 if __name__ == "__main__":
