@@ -10,12 +10,12 @@ phrase; it is found when one of the question's top 5 passages, from the fact's o
 contains the key phrase (whitespace and case ignored). Most files are built by the readers'
 test fixtures (`tests/fidelity_fixtures.py` and the reader tests), so run it from a checkout.
 
-Each version of the code runs in a worker process of its own (`eval/fidelity_worker.py` with
+Each version of the code runs in a worker process of its own (`tests/fidelity_worker.py` with
 that version's folder first on PYTHONPATH) over the same corpus: today's code always, and with
 `--code DIR` an older checkout beside it, e.g. the code before issue 11:
 
     git archive 3cf917f | (mkdir -p /tmp/kb-before && tar -x -C /tmp/kb-before)
-    python -m eval.bench_fidelity --code /tmp/kb-before [--rounds 3] [--copies 4] [--json F]
+    python -m tests.bench_fidelity --code /tmp/kb-before [--rounds 3] [--copies 4] [--json F]
 
 It prints the share of facts found by format, OCR throughput (pages per minute) and OCR's
 share of ingest time, and, with `--rounds N`, ingest throughput in chunks per second on the
@@ -318,7 +318,7 @@ def _image_pdf(path: Path, pages: list[list[str]], font_path: str) -> None:
 
 
 class Worker:
-    """One version of kb's code in a process of its own (`eval/fidelity_worker.py`)."""
+    """One version of kb's code in a process of its own (`tests/fidelity_worker.py`)."""
 
     def __init__(self, label: str, code: Path, log: Path) -> None:
         self.label, self.log = label, log
@@ -499,7 +499,7 @@ def _ingest_line(label: str, report: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eval.bench_fidelity",
+        prog="python -m tests.bench_fidelity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

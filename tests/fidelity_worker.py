@@ -1,6 +1,6 @@
-"""The half of `eval.bench_fidelity` that runs inside one version of kb's code.
+"""The half of `tests.bench_fidelity` that runs inside one version of kb's code.
 
-Run as a script (`python -P eval/fidelity_worker.py`) with that version's source folder first
+Run as a script (`python -P tests/fidelity_worker.py`) with that version's source folder first
 on PYTHONPATH, so `ingest` and `rag` are that version's; it imports nothing from `eval` (an
 older checkout has its own). It loads the embedder once, says `{"ready": ...}` on stdout, then
 answers one JSON command per stdin line with one JSON line:
