@@ -280,6 +280,10 @@ def _add_bench_command(subcommands: Any) -> None:
         "--questions", type=_positive_int, default=30, metavar="N",
         help="questions timed per measurement (default 30)",
     )  # fmt: skip
+    bench.add_argument(
+        "--without-today", action="store_true",
+        help="skip today's engine (qdrant-client's local mode) beside each synthetic store",
+    )  # fmt: skip
     bench.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON")
     bench.set_defaults(run=run_bench)
 
@@ -294,7 +298,7 @@ def run_bench(args: argparse.Namespace, services: Services) -> int:
     with IngestProgress() as ingest_bar:
         results = run_bench_all(
             services, args.dataset, large_chunks=args.chunks, questions=args.questions,
-            notify=notify, on_ingest=ingest_bar,
+            notify=notify, on_ingest=ingest_bar, legacy=not args.without_today,
         )  # fmt: skip
     print(format_bench(results))
     if args.json:
