@@ -171,35 +171,50 @@ def list_documents(services: Services) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rag.docpaths import ingested_folder
+
     with services.open_store() as store:
         records = store.documents()
     if not records:
         print(f"The knowledge base {services.settings.collection!r} holds no documents yet.")
         return 0
+    # A document shows as citations show it (its path under the ingested folder), beside
+    # that folder; either form works for --delete and for `rag ask --doc`.
     if sys.stdout.isatty():
         table = Table("title", "chunks", "ingested (UTC)")
         table.add_column("document", overflow="fold")  # never cut a path short with "…"
+        table.add_column("folder", overflow="fold")
         for record in records:
             table.add_row(
-                record.title, str(record.chunk_count), record.ingested_at, record.abs_path
-            )
+                record.title, str(record.chunk_count), record.ingested_at, record.path,
+                ingested_folder(record),
+            )  # fmt: skip
         Console().print(table)
-    else:  # piped: whole paths, one document a line, for scripts (and --delete)
+    else:  # piped: one document a line, tab-separated, for scripts
         for record in records:
-            print(f"{record.abs_path}\t{record.title}\t{record.chunk_count}\t{record.ingested_at}")
+            print(
+                f"{record.path}\t{ingested_folder(record)}\t{record.title}\t"
+                f"{record.chunk_count}\t{record.ingested_at}"
+            )
     print(f"{len(records)} documents, {sum(r.chunk_count for r in records)} chunks.")
     return 0
 
 
 def delete_document(services: Services, path: Path) -> int:
+    """Remove the document `path` names (see `rag.docpaths.documents_at`). Raises
+    `DocumentPathError` when it names none, or documents under several ingested folders."""
     from ingest.writer import remove_document
-    from rag.store import doc_id_for
+    from rag.docpaths import DocumentPathError, documents_at, ingested_folder
 
     with services.open_store() as store:
-        record = store.document(doc_id_for(str(path.resolve())))
-        if record is None:
-            print(f"{path} is not in the knowledge base (see --list).", file=sys.stderr)
-            return EXIT_FAILED_FILES
+        found = documents_at(store.documents(), path)
+        if len(found) > 1:
+            folders = ", ".join(ingested_folder(r) for r in found)
+            raise DocumentPathError(
+                f"{path} is a document under several ingested folders ({folders}); "
+                "give its full path."
+            )
+        record = found[0]
         remove_document(store, record)
     print(f"Removed {record.abs_path} ({record.chunk_count} chunks).")
     return 0

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.control_chars import strip_control
+from rag.docpaths import DocumentPathError, documents_at, documents_under, folders_at
 from rag.errors import EXIT_ERROR, ServerUnreachableError, run_reporting_errors
 from rag.models import list_model_facts, model_row
 from rag.retrieve import SearchFilters
 from rag.service import Services, build_services
 from rag.settings import Settings, load_settings
-from rag.store import doc_id_for
 
 Command = Callable[[argparse.Namespace, Services], int]
 
@@ -65,13 +65,25 @@ def _add_ask_command(subcommands: Any) -> None:
     ask.set_defaults(run=run_ask)
 
 
-def search_filters(args: argparse.Namespace) -> SearchFilters | None:
+def search_filters(args: argparse.Namespace, services: Services) -> SearchFilters | None:
+    """The `--doc` and `--under` filters, each path as citations show it, absolute, or relative
+    to the current directory; one matching several ingested folders narrows to all of them.
+    Raises `DocumentPathError` for a path that names no document."""
     if not args.doc and not args.under:
         return None
-    return SearchFilters(
-        doc_ids=tuple(doc_id_for(str(path.resolve())) for path in args.doc),
-        path_prefix=str(args.under.resolve()) if args.under else None,
-    )
+    with services.open_store() as store:
+        records = store.documents()
+    doc_ids = [r.doc_id for path in args.doc for r in documents_at(records, path)]
+    if not args.under:
+        return SearchFilters(doc_ids=tuple(doc_ids))
+    folders = folders_at(records, args.under)
+    if len(folders) == 1:
+        return SearchFilters(doc_ids=tuple(doc_ids), path_prefix=folders[0])
+    under = [r.doc_id for r in documents_under(records, folders)]
+    chosen = [d for d in doc_ids if d in under] if doc_ids else under
+    if not chosen:
+        raise DocumentPathError(f"None of the --doc documents is under {args.under}.")
+    return SearchFilters(doc_ids=tuple(chosen))
 
 
 def _add_models_command(subcommands: Any) -> None:
@@ -103,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_ask(args: argparse.Namespace, services: Services) -> int:
     from rag.chain import AnswerResult
 
+    filters = search_filters(args, services)
     with services.open_chain() as chain:
-        filters = search_filters(args)
         if args.search:
             return _print_search(chain.search(args.question, filters), args.json)
         result = None

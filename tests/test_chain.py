@@ -390,6 +390,42 @@ def test_filters_keep_retrieval_to_a_folder_or_a_document(
     assert sources("--doc", str(first / "kitchen.md")) == {"kitchen.md"}
 
 
+def test_filters_take_the_path_citations_show(
+    settings_factory: Callable[..., Settings],
+    embedder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = settings_factory()
+    first, second = write_corpus(tmp_path / "first"), tmp_path / "second"
+    for root in (first, second):
+        (root / "sub").mkdir(parents=True)
+        (root / "sub" / "pier.md").write_text(f"# Pier\n\nThe harbour pier of {root.name}.\n")
+    ingest(settings, [first, second], embedder=embedder)
+    set_env(monkeypatch, settings)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the paths below are not under the current directory
+
+    def sources(*extra: str) -> set[str]:
+        assert cli.main(["ask", "harbour pier", "--search", "--json", *extra]) == 0
+        return {p["abs_path"] for p in json.loads(capsys.readouterr().out)}
+
+    assert sources("--doc", "kitchen.md") == {str((first / "kitchen.md").resolve())}
+    both = {str((root / "sub" / "pier.md").resolve()) for root in (first, second)}
+    assert sources("--under", "sub") == both  # a folder under both ingested folders: both
+    assert sources("--doc", "sub/pier.md") == both
+    assert sources("--under", "sub", "--doc", str(first / "sub" / "pier.md")) == {
+        str((first / "sub" / "pier.md").resolve())
+    }
+    for option, path in (("--doc", "nonexistent.txt"), ("--under", "nowhere")):
+        code = cli.main(["ask", "harbour pier", "--search", option, path])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        assert path in err
+
+
 def passage(doc: str, index: int, start: int, end: int, text: str) -> Passage:
     return Passage(doc, f"{doc}.md", f"/{doc}.md", doc, [], None, [index], start, end, text, 1.0)
 

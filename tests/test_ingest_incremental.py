@@ -186,8 +186,9 @@ def test_cli_list_and_delete(docs: Path, tmp_path: Path, run_cli: CliRun) -> Non
 
     code, out, _ = run_cli("--list")
     assert code == 0
-    for path in sorted(docs.iterdir()):
-        assert str(path.resolve()) in out
+    lines = out.splitlines()
+    for path in sorted(docs.iterdir()):  # as citations show it, beside its folder
+        assert any(line.startswith(f"{path.name}\t{docs.resolve()}\t") for line in lines)
     assert "3 documents, 6 chunks." in out
 
     target = docs / "report-001.md"
@@ -196,7 +197,28 @@ def test_cli_list_and_delete(docs: Path, tmp_path: Path, run_cli: CliRun) -> Non
     remaining = abs_paths(docs) - {str(target.resolve())}
     assert_store_consistent(snapshot(make_settings(tmp_path / "store")), remaining)
     code, out, _ = run_cli("--list")
-    assert str(target.resolve()) not in out and "2 documents, 4 chunks." in out
+    assert "report-001.md" not in out and "2 documents, 4 chunks." in out
 
     code, _, err = run_cli("--delete", str(target))
-    assert code == 1 and "is not in the knowledge base" in err
+    assert code == 2 and "is not a document in the knowledge base" in err
+    code, _, err = run_cli("--delete", "nonexistent.txt")
+    assert code == 2 and "nonexistent.txt is not a document" in err
+
+
+def test_cli_delete_takes_the_path_citations_show(
+    docs: Path, tmp_path: Path, run_cli: CliRun
+) -> None:
+    other = tmp_path / "other"
+    write_markdown_corpus(other, count=1, paragraphs=2)
+    (docs / "sub").mkdir()
+    (docs / "sub" / "deep.md").write_text("# Deep\n\nA note about anchors.\n", encoding="utf-8")
+    assert run_cli(str(docs), str(other))[0] == 0
+
+    code, out, _ = run_cli("--delete", "sub/deep.md")  # not under the current directory
+    assert code == 0 and f"Removed {(docs / 'sub' / 'deep.md').resolve()}" in out
+
+    code, _, err = run_cli("--delete", "report-000.md")  # under both ingested folders
+    assert code == 2 and "several ingested folders" in err
+    assert str(docs.resolve()) in err and str(other.resolve()) in err
+    code, out, _ = run_cli("--list")
+    assert "4 documents" in out  # nothing removed on an ambiguous path
