@@ -147,6 +147,25 @@ def test_xlsx_sheets_rows_with_headers_and_cached_formula_values() -> None:
         read_document(Path("broken.xlsx"), b"PK\x03\x04 not really a workbook")
 
 
+def test_xlsx_formula_cells_never_computed_are_named_in_the_notes() -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    stock = book.active
+    stock.title = "Stock"
+    stock.append(["Item", "Qty", "Price", "Total"])
+    for row, (item, qty) in enumerate((("Bolts", 5), ("Nuts", 7), ("Washers", 2)), start=2):
+        stock.append([item, qty, 3, f"=B{row}*C{row}"])  # openpyxl stores no computed value
+    buffer = io.BytesIO()
+    book.save(buffer)
+
+    parsed = read_document(Path("stock.xlsx"), buffer.getvalue())
+    assert parsed.sections[0].text.startswith("Item: Bolts; Qty: 5; Price: 3\n\n")
+    [note] = parsed.notes.skipped_parts
+    assert note.startswith("sheet Stock: 3 formula cell(s) with no saved value")
+    assert "spreadsheet program" in note
+
+
 def message_bytes() -> bytes:
     message = EmailMessage()
     message["Subject"] = "Gate code for the boat house"

@@ -110,20 +110,29 @@ def _cell(value: Any) -> str:
 def read_xlsx(path: Path, data: bytes) -> ParsedDocument:
     """An Excel workbook: one section per worksheet (its heading `sheet <name>`), its first
     non-empty row as the header; formula cells by the value Excel last computed (a file
-    never opened in a spreadsheet program has none). Raises `UnreadableFile`."""
+    never opened in a spreadsheet program has none: such cells are counted in the notes).
+    Raises `UnreadableFile`."""
     import openpyxl
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        formulas = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception as err:  # zipfile, KeyError and openpyxl's own errors alike
         raise UnreadableFile(f"not a readable XLSX file ({str(err)[:120]})") from None
     notes = ReadNotes()
     sections = []
     try:
-        for sheet in book.worksheets:
+        for sheet, formula_sheet in zip(book.worksheets, formulas.worksheets, strict=True):
+            values = list(sheet.iter_rows(values_only=True))
+            unsaved = _unsaved_formulas(values, formula_sheet.iter_rows(values_only=True))
+            if unsaved:
+                notes.skipped_parts.append(
+                    f"sheet {sheet.title}: {unsaved} formula cell(s) with no saved value "
+                    "(open and save the file in a spreadsheet program to store them)"
+                )
             filled = [
                 (number, row)
-                for number, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+                for number, row in enumerate(values, start=1)
                 if any(_cell(value) for value in row)
             ]
             rows = table_rows(filled[0][1], filled[1:]) if len(filled) > 1 else []
@@ -132,9 +141,26 @@ def read_xlsx(path: Path, data: bytes) -> ParsedDocument:
             elif filled:
                 header = ", ".join(c for c in map(_cell, filled[0][1]) if c)
                 sections.append(Section(header, [f"sheet {sheet.title}"]))
-            else:
+            elif not unsaved:
                 notes.skipped_parts.append(f"sheet {sheet.title}: empty")
     finally:
         book.close()
+        formulas.close()
     title = (book.properties.title or "").strip() or path.stem
     return ParsedDocument(title, sections, notes=notes)
+
+
+def _unsaved_formulas(values: Sequence[Sequence[Any]], formulas: Iterable[Sequence[Any]]) -> int:
+    """How many cells hold a formula (in `formulas`, the same sheet read without cached
+    values) but no value (in `values`): a workbook written by a program that never computed
+    them."""
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    count = 0
+    for value_row, formula_row in zip(values, formulas, strict=False):
+        for value, formula in zip(value_row, formula_row, strict=False):
+            is_formula = isinstance(formula, ArrayFormula) or (
+                isinstance(formula, str) and formula.startswith("=")
+            )
+            count += value is None and is_formula
+    return count
