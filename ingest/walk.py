@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from collections.abc import Iterator, Sequence
@@ -35,8 +36,9 @@ def find_files(
     """Supported files under each root (a file root as is), sorted, hidden ones and version
     control folders left out. Links are followed: a file or folder reached twice (through a
     link, a link cycle or two roots such as `docs docs/sub`) is read once, under the first
-    path; each file kept out for another reason (a second path, a format kb does not read) is
-    appended to `skipped` (a dead link is found, and fails when read). A file keeps the path
+    path; each file kept out for another reason (a second path, a format kb does not read, a
+    link loop) is appended to `skipped` (a dead link to a readable format is found, and fails
+    when read; to another, it is named as broken). A file keeps the path
     under its ingested folder as its identity, not its link target."""
     suffixes = supported_suffixes()
     seen: set[Path] = set()  # real paths read, over all roots
@@ -56,7 +58,7 @@ def find_files(
             elif not _selected(rel, include, exclude):
                 continue
             elif path.suffix.lower() not in suffixes:
-                note(SkippedPath(rel, "not a format kb reads"))
+                note(SkippedPath(rel, _unsupported_reason(path)))
             else:
                 candidates.append((path, rel))
         chosen = _one_path_per_file(candidates)
@@ -100,7 +102,24 @@ def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            yield Path(folder) / name, None  # a dead link fails when read, with its reason
+            path = Path(folder) / name
+            yield path, _link_loop(path)  # a dead link fails when read, with its reason
+
+
+def _link_loop(path: Path) -> str | None:
+    """Why a link that leads back to itself (la -> lb -> la) cannot be read; None otherwise."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a link loop: the link leads back to itself"
+    return None
+
+
+def _unsupported_reason(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"a broken link: its target {os.readlink(path)} is missing"
+    return "not a format kb reads"
 
 
 def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -126,3 +126,25 @@ def test_links_are_followed_once_with_cycles_and_dead_links_named(tmp_path: Path
         "tool.exe": "not a format kb reads",
         "a/loop": "a link to a folder already read, read once",
     }
+
+
+def test_link_loops_and_broken_links_are_named_as_such(tmp_path: Path) -> None:
+    from ingest.walk import SkippedPath
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "notes.md").write_text("notes", encoding="utf-8")
+    (root / "la").symlink_to(root / "lb")  # la -> lb -> la
+    (root / "lb").symlink_to(root / "la")
+    (root / "la.md").symlink_to(root / "lb.md")  # a readable suffix: once a crash
+    (root / "lb.md").symlink_to(root / "la.md")
+    (root / "gone").symlink_to(tmp_path / "missing")
+
+    skipped: list[SkippedPath] = []
+    found = list(find_files([root], skipped=skipped))
+
+    assert [f.rel for f in found] == ["notes.md"]
+    reasons = {s.path: s.reason for s in skipped}
+    assert set(reasons) == {"la", "lb", "la.md", "lb.md", "gone"}
+    assert all(reasons[name].startswith("a link loop") for name in ("la", "lb", "la.md", "lb.md"))
+    assert reasons["gone"] == f"a broken link: its target {tmp_path / 'missing'} is missing"
