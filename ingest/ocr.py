@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -164,10 +165,14 @@ def needs_ocr(text: str) -> bool:
     return broken / len(letters) > 0.3
 
 
-def pages_to_read(data: bytes, page_texts: dict[int, str]) -> tuple[list[int], list[int]]:
+def pages_to_read(
+    data: bytes, page_texts: dict[int, str], marks_only: Collection[int] = ()
+) -> tuple[list[int], list[int]]:
     """(pages with no usable text layer, pages with a little text over a page-sized image:
-    a scan with a stamp or page number added digitally). Nothing when pdfium cannot open the
-    PDF (then its text layer, read by pypdf, stands)."""
+    a scan with a stamp or page number added digitally). A page in `marks_only` (its text
+    layer held only a page number or running lines) is a blank page unless such an image lies
+    under it. Nothing when pdfium cannot open the PDF (then its text layer, read by pypdf,
+    stands)."""
     import pypdfium2
     import pypdfium2.raw as pdfium_c
 
@@ -179,7 +184,7 @@ def pages_to_read(data: bytes, page_texts: dict[int, str]) -> tuple[list[int], l
         empty, stamped = [], []
         for number in range(1, len(document) + 1):
             text = page_texts.get(number, "")
-            if needs_ocr(text):
+            if needs_ocr(text) and number not in marks_only:
                 empty.append(number)
             elif len(text.strip()) < STAMP_CHARS:
                 page = document[number - 1]
@@ -203,7 +208,7 @@ def read_scanned_pages(
     """OCR text for each page of the PDF in `data` whose text (`page_texts`, by 1-based page;
     a page missing from it has none) needs OCR. Pages read are noted in `notes.ocr_pages`,
     pages that yield nothing in `notes.unread_pages` with the reason."""
-    empty, stamped = pages_to_read(data, page_texts)
+    empty, stamped = pages_to_read(data, page_texts, notes.marks_only_pages)
     if engine is None:
         for number in empty:
             notes.unread_pages[number] = "no text layer, and OCR is off (KB_OCR=off)"

@@ -170,3 +170,34 @@ def test_an_answer_citing_an_ocr_passage_says_so() -> None:
     assert not result.rests_on_ocr
     result.citations = [cited(1), cited(2)]
     assert result.rests_on_ocr
+
+
+class RecordingEngine:
+    """An OCR engine that reads nothing and remembers which pages it was asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def read_pdf_pages(self, data: bytes, pages: list[int]) -> dict[int, str]:
+        self.asked += pages
+        return {}
+
+
+def test_a_page_holding_only_its_page_number_is_blank_not_a_scan(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for number in range(1, 5):
+        pdf.add_page()
+        if number != 3:  # page 3 is blank but for its number
+            pdf.multi_cell(0, 8, f"Section {number}: {DIGITAL_PAGES[number % 2]}")
+        pdf.text(100, 285, f"- {number} -")
+    data = bytes(pdf.output())
+
+    engine = RecordingEngine()
+    parsed = read_document(tmp_path / "report.pdf", data, engine)  # type: ignore[arg-type]
+    assert engine.asked == []  # nothing to OCR: the page has a text layer, only its number
+    assert parsed.notes.unread_pages == {}
+    assert parsed.notes.marks_only_pages == [3]
+    assert [s.page for s in parsed.sections] == [1, 2, 4]

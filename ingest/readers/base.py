@@ -44,6 +44,9 @@ class ReadNotes:
     unread_pages: dict[int, str] = field(default_factory=dict)  # page -> why nothing was read
     failed_rows: dict[str, str] = field(default_factory=dict)  # "sheet row 12" -> reason
     skipped_parts: list[str] = field(default_factory=list)  # e.g. attachments not read
+    # PDF pages whose text layer held only page numbers or running lines: blank pages, not
+    # scans, unless a page-sized image lies under them
+    marks_only_pages: list[int] = field(default_factory=list)
     ocr_seconds: float = 0.0
 
 

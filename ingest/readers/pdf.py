@@ -32,7 +32,9 @@ def read_pdf(path: Path, data: bytes) -> ParsedDocument:
         if reader.is_encrypted:
             raise UnreadableFile("the PDF is encrypted; save an unprotected copy to ingest it")
         title = meaningful_title(reader.metadata.title if reader.metadata else None)
-        pages = drop_running_lines([_page_lines(page) for page in reader.pages])
+        raw_pages = [_page_lines(page) for page in reader.pages]
+        pages = drop_running_lines(raw_pages)
+        marks_only = marks_only_pages(raw_pages, pages)
         fields, unplaced = _form_fields(reader)
         sections = [
             Section("\n".join(lines + fields.get(number, [])).strip(), page=number)
@@ -44,7 +46,9 @@ def read_pdf(path: Path, data: bytes) -> ParsedDocument:
         raise
     except Exception as err:  # pypdf also raises LimitReachedError, NotImplementedError, ...
         raise UnreadableFile(f"not a readable PDF ({short_reason(err)})") from None
-    return ParsedDocument(title or path.stem, sections)
+    parsed = ParsedDocument(title or path.stem, sections)
+    parsed.notes.marks_only_pages = sorted(marks_only)
+    return parsed
 
 
 def _page_lines(page: Any) -> list[str]:
@@ -94,6 +98,17 @@ def drop_running_lines(pages: list[list[str]]) -> list[list[str]]:
             page.append(line)
         result.append(page)
     return result
+
+
+def marks_only_pages(raw_pages: list[list[str]], pages: list[list[str]]) -> set[int]:
+    """1-based numbers of the pages whose text layer (`raw_pages`) held text, but only page
+    numbers or running lines (nothing left in `pages` but a page number)."""
+    return {
+        number
+        for number, (raw, kept) in enumerate(zip(raw_pages, pages, strict=True), start=1)
+        if any(line.strip() for line in raw)
+        and all(_PAGE_NUMBER.fullmatch(_line_key(line)) for line in kept if line.strip())
+    }
 
 
 def _edges(lines: list[str]) -> list[str]:
