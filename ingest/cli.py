@@ -162,6 +162,11 @@ def _reading_notes(report: IngestReport) -> list[str]:
     lines += [f"row failed: {i['path']}, {i['row']}: {i['reason']}" for i in r.failed_rows]
     lines += [f"not read: {i['path']}: {i['part']}" for i in r.skipped_parts]
     lines += _skipped_path_lines(r.skipped_paths)
+    lines += [
+        f"check: {i['path']}: read as {i['encoding']}, a guess from little text; if it reads "
+        "wrongly, save it as UTF-8 and ingest again"
+        for i in r.unsure_encodings
+    ]
     if r.rows_split:
         lines.append(f"{r.rows_split} table row(s) too long for one chunk were split by cells")
     return lines

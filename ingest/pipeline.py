@@ -58,6 +58,8 @@ class IngestReport:
     skipped_parts: list[dict[str, str]] = field(default_factory=list)  # {path, part}
     # files under the ingested folders not read: {path, reason} (see `ingest.walk.find_files`)
     skipped_paths: list[dict[str, str]] = field(default_factory=list)
+    # text files whose legacy 8-bit code page was an unsure guess: {path, encoding}
+    unsure_encodings: list[dict[str, str]] = field(default_factory=list)
     rows_split: int = 0  # table rows too long for one chunk, split between their cells
     ocr_seconds: float = 0.0  # of `seconds`, spent rendering and reading scanned pages
 
@@ -66,6 +68,7 @@ class IngestReport:
             "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
             "seconds", "index_seconds", "junk_skipped", "ocr_pages", "unread_pages",
             "failed_rows", "skipped_parts", "rows_split", "ocr_seconds", "skipped_paths",
+            "unsure_encodings",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -294,6 +297,8 @@ class _Run:
             {"path": path, "row": row, "reason": why} for row, why in notes.failed_rows.items()
         ]
         r.skipped_parts += [{"path": path, "part": part} for part in notes.skipped_parts]
+        if notes.guessed_encoding:
+            r.unsure_encodings.append({"path": path, "encoding": notes.guessed_encoding})
         r.rows_split += len({(c.headings[:-1], c.split_row) for c in chunks if c.split_row})
         r.ocr_seconds = round(r.ocr_seconds + notes.ocr_seconds, 3)
 

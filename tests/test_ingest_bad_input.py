@@ -28,7 +28,7 @@ MAX_FILE_MB = 0.2  # 200 KiB: every good file is below it, huge.txt above
 REPORT_KEYS = {
     "added", "updated", "unchanged", "removed", "failed", "chunks_written", "reembedded",
     "seconds", "index_seconds", "junk_skipped", "ocr_pages", "unread_pages", "failed_rows",
-    "skipped_parts", "rows_split", "ocr_seconds", "skipped_paths",
+    "skipped_parts", "rows_split", "ocr_seconds", "skipped_paths", "unsure_encodings",
 }  # fmt: skip
 
 

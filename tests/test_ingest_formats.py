@@ -153,3 +153,29 @@ def test_epub_chapters_in_reading_order_without_the_table_of_contents(corpus: In
         (["The Lighthouse"], "The lighthouse keeper counted ships every night."),
         (["The Harbour"], "Fishing boats returned to the harbour before the storm."),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "sure"),
+    [
+        ("שלום עולם, זהו קובץ קצר בעברית.", "cp1255", False),  # read as another code page
+        ("Merhaba dünya, bu kısa bir Türkçe dosyadır. Şişli'de oturuyorum.", "cp1254", False),
+        ("Café au lait, crème brûlée.", "cp1252", True),
+        ("Это длинный текст о погоде, о море и о городе, и о кораблях. " * 30, "cp1251", True),
+    ],
+)
+def test_an_unsure_code_page_guess_is_named(text: str, encoding: str, sure: bool) -> None:
+    parsed = read_document(Path("note.txt"), text.encode(encoding))
+    guessed = parsed.notes.guessed_encoding
+    assert (guessed is None) == sure, guessed
+    if sure:
+        assert parsed.sections[0].text.strip() == text.strip()
+
+
+def test_the_report_names_a_text_file_whose_encoding_was_guessed() -> None:
+    from ingest.cli import _reading_notes
+
+    report = IngestReport(unsure_encodings=[{"path": "he/short.txt", "encoding": "cp1251"}])
+    [line] = _reading_notes(report)
+    assert line.startswith("check: he/short.txt: read as cp1251") and "UTF-8" in line
+    assert report.as_json()["unsure_encodings"] == report.unsure_encodings

@@ -28,10 +28,17 @@ def decode_text(data: bytes) -> str:
 
     Raises `UnreadableFile` for binary content or bytes no encoding explains.
     """
+    return decode_text_guessed(data)[0]
+
+
+def decode_text_guessed(data: bytes) -> tuple[str, str | None]:
+    """(`decode_text(data)`, the encoding's name when it was an unsure guess: a legacy 8-bit
+    code page picked from little text, or beside another that reads as well; else None).
+    Raises `UnreadableFile` as `decode_text` does."""
     for bom, encoding in _ENCODING_BY_BOM:
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return data.decode(encoding), None
             except UnicodeDecodeError:
                 raise UnreadableFile(
                     f"the file starts with a {encoding.upper()} byte-order mark but is not "
@@ -41,23 +48,39 @@ def decode_text(data: bytes) -> str:
         text = _utf16_without_bom(data)
         if text is None:
             raise UnreadableFile("binary content behind a text file extension")
-        return text
+        return text, None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), None
     except UnicodeDecodeError:
         pass
     western = _as_windows_1252(data)
     if western is not None:
-        return western
+        # ð ý þ are rare outside Icelandic; in Turkish Windows-1254 the same bytes are ğ ı ş
+        return western, ("cp1252" if _ICELANDIC_OR_TURKISH.search(western) else None)
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise UnreadableFile(
             "binary content or an unknown text encoding behind a text file extension; "
             "save it as UTF-8"
         )
-    return str(best)
+    text = str(best)
+    unsure = best.coherence < SURE_COHERENCE or any(
+        abs(other.chaos - best.chaos) < 0.02
+        and abs(other.coherence - best.coherence) < 0.05
+        and str(other) != text
+        for other in matches
+        if other is not best
+    )
+    return text, (best.encoding if unsure else None)
+
+
+# charset-normalizer's coherence (0..1: how well the text's letters fit a language) below
+# which its pick among 8-bit code pages is a guess worth naming
+SURE_COHERENCE = 0.2
+_ICELANDIC_OR_TURKISH = re.compile("[ðýþÐÝÞ]")
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
@@ -99,8 +122,11 @@ def _as_windows_1252(data: bytes) -> str | None:
 
 
 def read_text(path: Path, data: bytes) -> ParsedDocument:
-    text, junk_runs = drop_junk(decode_text(data))
-    return ParsedDocument(path.stem, [Section(text)], junk_runs=junk_runs)
+    decoded, guessed = decode_text_guessed(data)
+    text, junk_runs = drop_junk(decoded)
+    parsed = ParsedDocument(path.stem, [Section(text)], junk_runs=junk_runs)
+    parsed.notes.guessed_encoding = guessed
+    return parsed
 
 
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -108,9 +134,11 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def read_markdown(path: Path, data: bytes) -> ParsedDocument:
-    text, junk_runs = drop_junk(decode_text(data))
+    decoded, guessed = decode_text_guessed(data)
+    text, junk_runs = drop_junk(decoded)
     parsed = markdown_sections(text, default_title=path.stem)
     parsed.junk_runs = junk_runs
+    parsed.notes.guessed_encoding = guessed
     return parsed
 
 
