@@ -201,7 +201,8 @@ class _Bench:
     def _fake_settings(self, settings: Settings, **changes: Any) -> Settings:
         """`settings` with the fake Ollama as the only model server and data in the scratch."""
         update = {
-            "ollama_host": self.fake.url, "ollama_hosts": [], "openai_base_url": None,
+            "ollama_enabled": True, "ollama_host": self.fake.url, "ollama_hosts": [],
+            "openai_base_url": None,
             "openai_servers": [], "model": FAKE_MODEL, "data_dir": self.scratch / "data",
             **changes,
         }  # fmt: skip

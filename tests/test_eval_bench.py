@@ -74,8 +74,8 @@ def test_bench_reports_every_figure_for_every_store(
     embedder: Any,
     tmp_path: Path,
 ) -> None:
-    # the configured model server is nowhere: the bench times the chain on its own fake Ollama
-    settings = eval_settings("http://127.0.0.1:9", tmp_path / "data")
+    # no model server is configured at all: the bench times the chain on its own fake Ollama
+    settings = eval_settings("http://127.0.0.1:9", tmp_path / "data", ollama_enabled=False)
     said: list[str] = []
     with build_services(settings, embedder=embedder) as services:
         results = run_bench_all(
