@@ -278,8 +278,8 @@ class _Bench:
                     with shared.use() as opened:
                         Retriever(opened, self.embedder).search(question)
                     seconds.append(time.perf_counter() - started)
-                except KBError as err:
-                    failed.append(str(err))
+                except Exception as err:  # any failure, not only kb's own, is a figure here
+                    failed.append(f"{type(err).__name__}: {err}")
 
         searcher = threading.Thread(target=search_repeatedly, name="bench-searcher")
         searcher.start()
