@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,12 +139,14 @@ def _summary(report: IngestReport) -> str:
 
 def _skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:
     """Files of formats kb does not read as one line per extension; the others one each."""
-    other = [i for i in skipped if i["reason"] != "not a format kb reads"]
-    unread: dict[str, int] = {}
-    for item in skipped:
-        if item["reason"] == "not a format kb reads":
-            suffix = Path(item["path"]).suffix.lower() or "(no extension)"
-            unread[suffix] = unread.get(suffix, 0) + 1
+    from ingest.walk import UNREAD_FORMAT
+
+    other = [i for i in skipped if i["reason"] != UNREAD_FORMAT]
+    unread = Counter(
+        Path(i["path"]).suffix.lower() or "(no extension)"
+        for i in skipped
+        if i["reason"] == UNREAD_FORMAT
+    )
     lines = [
         f"not read: {n} {suffix} file(s), a format kb does not read"
         for suffix, n in sorted(unread.items())

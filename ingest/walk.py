@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ingest.readers import supported_suffixes
 
+UNREAD_FORMAT = "not a format kb reads"  # the reason of a skipped file; the CLI groups them
 SKIPPED_DIRS = {".git", ".hg", ".svn", ".bzr", "CVS", "__pycache__", "node_modules", ".venv"}
 
 
@@ -119,7 +120,7 @@ def _link_loop(path: Path) -> str | None:
 def _unsupported_reason(path: Path) -> str:
     if path.is_symlink() and not path.exists():
         return f"a broken link: its target {os.readlink(path)} is missing"
-    return "not a format kb reads"
+    return UNREAD_FORMAT
 
 
 def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
