@@ -6,11 +6,11 @@ import argparse
 import logging
 import os
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.notes import reading_notes
 from ingest.progress import IngestProgress
 from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.service import Services, build_services
@@ -99,7 +99,7 @@ def run_ingest(services: Services, args: argparse.Namespace) -> int:
         print(f"  failed: {failure['path']}: {failure['reason']}", file=sys.stderr)
     for junk in report.junk_skipped:
         print(f"  skipped {junk['runs']} run(s) of encoded or binary data in {junk['path']}")
-    for line in _reading_notes(report):
+    for line in reading_notes(report):
         print(f"  {line}", file=sys.stderr)
     if report.gone:
         print(
@@ -135,44 +135,6 @@ def _summary(report: IngestReport) -> str:
         f"{r.removed} removed, {len(r.failed)} failed; {r.chunks_written} chunks written "
         f"in {r.seconds:.1f} s ({rate:.1f} chunks/s)."
     )
-
-
-def _skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:
-    """Files of formats kb does not read as one line per extension; the others one each."""
-    from ingest.walk import UNREAD_FORMAT
-
-    other = [i for i in skipped if i["reason"] != UNREAD_FORMAT]
-    unread = Counter(
-        Path(i["path"]).suffix.lower() or "(no extension)"
-        for i in skipped
-        if i["reason"] == UNREAD_FORMAT
-    )
-    lines = [
-        f"not read: {n} {suffix} file(s), a format kb does not read"
-        for suffix, n in sorted(unread.items())
-    ]
-    return lines + [f"not read: {i['path']}: {i['reason']}" for i in other]
-
-
-def _reading_notes(report: IngestReport) -> list[str]:
-    """One line per OCR'd document, unread page, failed table row and skipped part."""
-    r = report
-    lines = [
-        f"read by OCR: {item['path']}: page(s) {', '.join(map(str, item['pages']))}"
-        for item in r.ocr_pages
-    ]
-    lines += [f"unread: {i['path']}, page {i['page']}: {i['reason']}" for i in r.unread_pages]
-    lines += [f"row failed: {i['path']}, {i['row']}: {i['reason']}" for i in r.failed_rows]
-    lines += [f"not read: {i['path']}: {i['part']}" for i in r.skipped_parts]
-    lines += _skipped_path_lines(r.skipped_paths)
-    lines += [
-        f"check: {i['path']}: read as {i['encoding']}, a guess from little text; if it reads "
-        "wrongly, save it as UTF-8 and ingest again"
-        for i in r.unsure_encodings
-    ]
-    if r.rows_split:
-        lines.append(f"{r.rows_split} table row(s) too long for one chunk were split by cells")
-    return lines
 
 
 def list_documents(services: Services) -> int:

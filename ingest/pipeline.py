@@ -58,7 +58,8 @@ class IngestReport:
     skipped_parts: list[dict[str, str]] = field(default_factory=list)  # {path, part}
     # files under the ingested folders not read: {path, reason} (see `ingest.walk.find_files`)
     skipped_paths: list[dict[str, str]] = field(default_factory=list)
-    # text files whose legacy 8-bit code page was an unsure guess: {path, encoding}
+    # text, Markdown, CSV and HTML files whose legacy 8-bit code page was an unsure guess:
+    # {path, encoding}
     unsure_encodings: list[dict[str, str]] = field(default_factory=list)
     rows_split: int = 0  # table rows too long for one chunk, split between their cells
     ocr_seconds: float = 0.0  # of `seconds`, spent rendering and reading scanned pages

@@ -172,10 +172,31 @@ def test_an_unsure_code_page_guess_is_named(text: str, encoding: str, sure: bool
         assert parsed.sections[0].text.strip() == text.strip()
 
 
+@pytest.mark.parametrize(
+    ("name", "wrap"),
+    [
+        ("table.csv", lambda text: f"Name;Note\nA;{text}\n"),
+        ("page.html", lambda text: f"<html><body><p>{text}</p></body></html>"),
+    ],
+)
+def test_a_csv_or_html_file_names_an_unsure_code_page_guess(name: str, wrap) -> None:
+    unsure = wrap("Merhaba dünya, bu kısa bir Türkçe dosyadır. Şişli'de oturuyorum.")
+    assert read_document(Path(name), unsure.encode("cp1254")).notes.guessed_encoding
+    sure = wrap("Café au lait, crème brûlée, Größe der Maßnahme.")
+    assert read_document(Path(name), sure.encode("cp1252")).notes.guessed_encoding is None
+
+
+def test_an_html_page_that_declares_its_charset_is_no_guess() -> None:
+    page = '<html><head><meta charset="windows-1254"></head><body><p>Şişli dünya</p></body></html>'
+    parsed = read_document(Path("page.html"), page.encode("cp1254"))
+    assert parsed.notes.guessed_encoding is None
+    assert "Şişli dünya" in parsed.sections[0].text
+
+
 def test_the_report_names_a_text_file_whose_encoding_was_guessed() -> None:
-    from ingest.cli import _reading_notes
+    from ingest.notes import reading_notes
 
     report = IngestReport(unsure_encodings=[{"path": "he/short.txt", "encoding": "cp1251"}])
-    [line] = _reading_notes(report)
+    [line] = reading_notes(report)
     assert line.startswith("check: he/short.txt: read as cp1251") and "UTF-8" in line
     assert report.as_json()["unsure_encodings"] == report.unsure_encodings

@@ -212,7 +212,7 @@ def test_an_email_is_one_document_with_its_readable_attachments(
 
 
 def test_the_command_line_names_what_reading_left_out() -> None:
-    from ingest.cli import _reading_notes
+    from ingest.notes import reading_notes
     from ingest.pipeline import IngestReport
 
     report = IngestReport(
@@ -222,7 +222,7 @@ def test_the_command_line_names_what_reading_left_out() -> None:
         skipped_parts=[{"path": "gate.eml", "part": "attachment map.png (image/png)"}],
         rows_split=2,
     )
-    assert _reading_notes(report) == [
+    assert reading_notes(report) == [
         "read by OCR: scan.pdf: page(s) 1, 2",
         "unread: scan.pdf, page 3: no text layer, and OCR is off",
         "row failed: log.csv, row 3: a field is over 128 KiB",

@@ -78,16 +78,21 @@ def test_a_server_folder_is_ingested_with_progress_and_failures_reported(
 ) -> None:
     folder = write_corpus(tmp_path / "more", {"pier.md": "# Pier\n\nThe pier is 90 m long.\n"})
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a real pdf")
+    turkish = "Merhaba dünya, bu kısa bir Türkçe dosyadır. Şişli'de oturuyorum."
+    (folder / "not-utf8.txt").write_bytes(turkish.encode("cp1254"))  # a code page guessed
     app = switch(new_app(), "library")
     app.text_input[0].set_value(str(folder))
     app.button(key="FormSubmitter:folder-Ingest folder").click().run()
     no_exception(app)
     assert "pier.md" in documents(app)
-    assert metric(app, "added") == "1"
+    assert metric(app, "added") == "2"
     [failed] = app.dataframe[0].value.to_dict("records")  # the failed-files table comes first
     assert failed["path"] == str(folder / "broken.pdf") and failed["reason"]
     [progress] = [p.text for p in app.get("progress")]
     assert progress.startswith("Done: ") and progress.endswith(" chunks embedded.")
+    text = page_text(app)
+    assert "3 files to read (" in text  # the plan, before any work
+    assert "check: not-utf8.txt: read as" in text  # the reading notes, as the CLI's
 
 
 def test_a_missing_folder_is_one_sentence(ui_app_env: AppEnv, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ class ReadNotes:
     # PDF pages whose text layer held only page numbers or running lines: blank pages, not
     # scans, unless a page-sized image lies under them
     marks_only_pages: list[int] = field(default_factory=list)
-    guessed_encoding: str | None = None  # a text file's legacy code page, an unsure guess
+    guessed_encoding: str | None = None  # a legacy code page that was an unsure guess
     ocr_seconds: float = 0.0
 
 

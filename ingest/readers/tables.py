@@ -21,7 +21,7 @@ from ingest.readers.base import (
     UnreadableFile,
     table_text,
 )
-from ingest.readers.text import decode_text
+from ingest.readers.text import decode_text_guessed
 
 SNIFF_CHARS = 8192
 
@@ -31,9 +31,9 @@ def read_csv(path: Path, data: bytes) -> ParsedDocument:
     such as German Excel's Windows-1252) as one table. A row that cannot be parsed (a field over
     the csv module's 128 KiB limit) is left out and named in the notes; raises
     `UnreadableFile` when no row can be read."""
-    text = decode_text(data)
+    text, guessed = decode_text_guessed(data)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
-    notes = ReadNotes()
+    notes = ReadNotes(guessed_encoding=guessed)
     records = list(_records(text, delimiter, notes))
     if not records:
         failures = "; ".join(f"{row}: {why}" for row, why in notes.failed_rows.items())

@@ -22,7 +22,7 @@ from ingest.readers.base import (
     clean_line,
     table_lines,
 )
-from ingest.readers.text import BOMS, decode_text
+from ingest.readers.text import BOMS, decode_text, decode_text_guessed
 
 _HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK_TAGS = {
@@ -54,24 +54,33 @@ _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def read_html(path: Path, data: bytes) -> ParsedDocument:
-    return html_sections(_decode_markup(data), default_title=path.stem)
+    markup, guessed = _decode_markup(data)
+    parsed = html_sections(markup, default_title=path.stem)
+    parsed.notes.guessed_encoding = guessed
+    return parsed
 
 
-def _decode_markup(data: bytes) -> str:
+def _decode_markup(data: bytes) -> tuple[str, str | None]:
+    """(the page's text, the encoding's name when it was guessed: not UTF-8, no byte-order
+    mark and no charset declared in the page, and `decode_text_guessed` was unsure; else
+    None). Raises `UnreadableFile` for binary content or bytes no encoding explains."""
     if data.startswith(BOMS):
-        return decode_text(data)
+        return decode_text(data), None
     if b"\x00" in data[:8192]:
         raise UnreadableFile("binary content behind a text file extension")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), None
     except UnicodeDecodeError:
-        # HTML may declare another charset; BeautifulSoup's detector reads the declaration.
-        from bs4 import UnicodeDammit
+        pass
+    # HTML may declare another charset; BeautifulSoup's detector reads the declaration.
+    from bs4 import UnicodeDammit
 
-        guess = UnicodeDammit(data, is_html=True)
-        if guess.unicode_markup is None:
-            raise UnreadableFile("the HTML file has an unknown text encoding") from None
-        return guess.unicode_markup
+    declared = UnicodeDammit(data, is_html=True)
+    if declared.unicode_markup is not None and (
+        declared.original_encoding == declared.declared_html_encoding
+    ):
+        return declared.unicode_markup, None
+    return decode_text_guessed(data)
 
 
 def html_sections(markup: str, default_title: str) -> ParsedDocument:

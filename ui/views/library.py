@@ -9,6 +9,8 @@ from typing import Any
 
 import streamlit as st
 
+from ingest.estimate import IngestPlan
+from ingest.notes import reading_notes
 from ingest.pipeline import IngestReport, ingest
 from ingest.walk import find_files
 from ingest.writer import remove_document
@@ -82,7 +84,12 @@ class EmbeddingProgress:
         self.total_files = total_files
         self.files_done = 0
         self.started = time.monotonic()
+        self.plan_line = st.empty()
         self.bar = st.progress(0.0, text=f"Reading {total_files} files…")
+
+    def on_plan(self, plan: IngestPlan) -> None:
+        """What will be read and roughly how long it takes, above the bar."""
+        self.plan_line.caption(plan.sentence())
 
     def on_file(self, shown: str, files_done: int, chunks_written: int) -> None:
         self.files_done = files_done
@@ -121,6 +128,7 @@ def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> No
                 on_progress=progress.on_file,
                 store=store,
                 on_chunks=progress.on_chunks,
+                on_plan=progress.on_plan,
             )
     except KBError as err:
         show_error(err)
@@ -152,6 +160,10 @@ def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> 
             f"{len(report.junk_skipped)} files:"
         )
         st.dataframe(report.junk_skipped, hide_index=True)
+    notes = reading_notes(report)
+    if notes:
+        st.caption("What reading could not do, or did by a guess:")
+        st.markdown("\n".join(f"- {escape_markdown(line)}" for line in notes))
     if report.gone:
         st.caption(
             f"{len(report.gone)} documents' files are gone; ingest their folder with "
