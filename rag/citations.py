@@ -4,10 +4,11 @@ A citation is *written* when the model wrote its `[n]`, *attributed* when kb fou
 A sentence of the answer that carries no `[n]` of a packed passage is attributed to the packed
 passage that supports it best, by content-word overlap (`support`), when that support reaches
 `MIN_SUPPORT`; so is a sentence whose `[n]` names a passage that does not support it while
-another passage does (the model picked the wrong number). Support counts the words the
-sentence adds to the question (the question's own words are in every retrieved passage, so
-they do not tell passages apart), each weighted by how few packed passages hold it; ties go to
-the passage sharing the most words overall, then to the better-ranked one. A sentence no
+another passage does, by `OVERRULE_MARGIN` more (the model picked the wrong number). Support
+counts the words the sentence adds to the question (the question's own words are in every
+retrieved passage, so they do not tell passages apart), each weighted by how few packed
+passages hold it; ties go to the passage sharing the most words overall, then to the
+better-ranked one. A sentence no
 passage supports stays uncited and is listed in `Cited.uncited_sentences`. A refusal ("The
 provided passages do not contain the answer.") is never attributed, nor is any sentence of an
 answer that refuses.
@@ -29,6 +30,12 @@ ATTRIBUTED = "attributed"
 # Measured on eval/sample with Qwen2.5-Coder-0.5B: see `rag/citations.py`'s tests and the
 # report of the change that introduced it.
 MIN_SUPPORT = 0.6
+# How much better another passage must support a sentence to overrule the model's own `[n]`.
+# A model that wrote the wrong number copied its sentence from another passage (support 1.0
+# there, at most 0.14 in the one it named, on eval/sample with Qwen2.5-Coder-0.5B); one that
+# paraphrased its right passage ("minus 70 degrees Celsius" for "minus 70 C": 0.45 there, 0.64
+# in a passage that happens to say "degrees") is close, and keeps its number.
+OVERRULE_MARGIN = 0.3
 
 _MARKER = re.compile(r"\[\s*(?:passages?\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.IGNORECASE)
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\s*(?:passages?\s*)?\d+(?:\s*[,;]\s*\d+)*\s*\])+", re.I)
@@ -183,9 +190,10 @@ def cite(answer: str, packed: PackedContext, question: str = "") -> Cited:
     """The written citations, then the attributed ones, and the sentences left uncited.
 
     A written `[n]` stands when its passage supports the sentence, or when no passage does
-    (a paraphrase kb cannot check). When passage n does not support the sentence and another
-    passage does, the sentence is attributed to that passage instead (`replaces` keeps the
-    model's numbers), and a written citation left with no sentence is dropped."""
+    (a paraphrase kb cannot check), or when no passage supports it by `OVERRULE_MARGIN` more.
+    When passage n does not support the sentence and another passage clearly does, the
+    sentence is attributed to that passage instead (`replaces` keeps the model's numbers), and
+    a written citation left with no sentence is dropped."""
     written = resolve_citations(answer, packed)
     sentences = answer_sentences(answer)
     if any(is_refusal(sentence) for sentence in sentences) or not packed.passages:
@@ -203,7 +211,8 @@ def cite(answer: str, packed: PackedContext, question: str = "") -> Cited:
                 by_number[number].sentences.append(sentence)
             continue
         index, score, scores = best_passage(sentence, passage_words, question_words)
-        backed = any(scores[n - 1] >= MIN_SUPPORT for n in numbers)
+        written_support = max((scores[n - 1] for n in numbers), default=0.0)
+        backed = written_support >= MIN_SUPPORT or score - written_support < OVERRULE_MARGIN
         if numbers and (backed or score < MIN_SUPPORT):
             for number in numbers:
                 by_number[number].sentences.append(sentence)

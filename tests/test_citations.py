@@ -227,6 +227,19 @@ def test_a_written_number_whose_passage_does_not_back_the_sentence_is_overruled(
     assert [(c.n, c.kind) for c in cited.citations] == [(2, WRITTEN)]
 
 
+def test_a_paraphrase_of_the_cited_passage_keeps_its_number_against_a_near_rival() -> None:
+    # the case seen with Qwen2.5-Coder-0.5B: its right passage says "minus 70 C", the answer
+    # "minus 70 degrees Celsius", and another passage happens to hold "degrees" and "Celsius"
+    freezer = (
+        "asset_id: FRZ-80A; item: Ultra-low freezer; location: Fulmar Laboratory; notes: "
+        "Alarm set at minus 70 C."
+    )
+    policy = "Samples are stored at minus 20 degrees Celsius in the Fulmar Laboratory freezers."
+    answer = "According to [1], the alarm goes off at minus 70 degrees Celsius in the laboratory."
+    cited = cite(answer, packed_of(freezer, policy), "When does the FRZ-80A alarm go off?")
+    assert [(c.n, c.kind) for c in cited.citations] == [(1, WRITTEN)]
+
+
 @pytest.mark.parametrize(
     "answer",
     [
