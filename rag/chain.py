@@ -335,13 +335,15 @@ class Chain:
         )  # fmt: skip
         sent = time.perf_counter()  # the request goes out at the first `next`
         first_token_s: float | None = None
+        first_at = last_at = 0.0
         try:
             for event in events:
                 if isinstance(event, TextDelta):
+                    last_at = time.perf_counter()
                     if result.ttft_ms is None:
-                        now = time.perf_counter()
-                        result.ttft_ms = round((now - started) * 1000, 1)
-                        first_token_s = now - sent
+                        first_at = last_at
+                        result.ttft_ms = round((first_at - started) * 1000, 1)
+                        first_token_s = first_at - sent
                     parts.append(event.text)
                     yield event.text
                 else:
@@ -355,6 +357,8 @@ class Chain:
             events.close()
         result.answer = "".join(parts)
         self._record_speed(result, first_token_s)
+        if result.tokens_per_s is None:
+            result.tokens_per_s = streamed_tokens_per_s(result.output_tokens, last_at - first_at)
 
     def _record_speed(self, result: AnswerResult, first_token_s: float | None) -> None:
         """Keep the model's prompt-evaluation speed: the server's own timing where it gives one
@@ -392,6 +396,15 @@ class Chain:
             self.calibration.record_cut(result.model, prompt_chars, result.window)
         else:
             self.calibration.record(result.model, prompt_chars, result.prompt_tokens)
+
+
+def streamed_tokens_per_s(output_tokens: int | None, first_to_last_s: float) -> float | None:
+    """Output tokens per second as the client saw them stream, for servers that give no
+    timing of their own (OpenAI-compatible ones): the tokens after the first over the seconds
+    from the first to the last. None for answers of one token or a count kb does not have."""
+    if not output_tokens or output_tokens < 2 or first_to_last_s <= 0:
+        return None
+    return round((output_tokens - 1) / first_to_last_s, 2)
 
 
 def filled_window(usage: Usage) -> bool:

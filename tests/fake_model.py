@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ class FakeBackend:
     reachable: bool = True
     rejects_over: int | None = None
     cites: bool = True  # False: answers without their `[n]`, like small models often do
+    piece_delay_s: float = 0.0  # a pause before each piece after the first, as a model streams
     calls: list[FakeCall] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,7 +102,9 @@ class FakeBackend:
         answer = self._reply(sent)
         if not self.cites:
             answer = CITATION_RE.sub("", answer)
-        for piece in ANSWER_PIECE_RE.findall(answer):
+        for index, piece in enumerate(ANSWER_PIECE_RE.findall(answer)):
+            if index and self.piece_delay_s:
+                time.sleep(self.piece_delay_s)
             yield TextDelta(piece)
         yield Usage(
             prompt_tokens=prompt_token_count(sent),

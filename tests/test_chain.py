@@ -15,7 +15,7 @@ from typing import Any
 import ollama
 import pytest
 
-from eval.fake_ollama import FakeOllama, unused_loopback_url
+from eval.fake_ollama import ANSWER_PIECE_RE, FakeOllama, unused_loopback_url
 from ingest.pipeline import ingest
 from rag import cli
 from rag.calibration import Calibration
@@ -25,6 +25,7 @@ from rag.chain import (
     Chain,
     cited_numbers,
     resolve_citations,
+    streamed_tokens_per_s,
     trim_history,
 )
 from rag.context import PackedContext, TokenEstimator
@@ -506,6 +507,23 @@ def test_a_rejected_prompt_is_packed_for_the_stated_window_and_sent_once_more(
     # Remembered: the next question is packed for the learned window at once.
     assert not second.repacked and second.window == 700 and second.window_source == "learned"
     assert len(fake_model.calls) == 3
+
+
+def test_output_speed_is_read_off_the_stream_when_the_server_gives_no_timing(
+    kb: Settings, embedder: Any, fake_model: Any
+) -> None:
+    # OpenAI-compatible servers (llama-cpp-python's, vLLM's) report tokens but no timings
+    fake_model.piece_delay_s = 0.02
+    services = build_services(kb, embedder=embedder, extra_backends=[fake_model])
+    with services, services.open_chain() as chain:
+        result = chain.ask("Who is the harbour master of Lisvik?", model="fake-echo@fake")
+
+    pieces = len(ANSWER_PIECE_RE.findall(result.answer))
+    assert pieces > 2 and result.output_tokens and result.output_tokens > 1
+    # every piece after the first came at least 0.02 s after the one before it
+    slowest = (result.output_tokens - 1) / ((pieces - 1) * 0.02)
+    assert result.tokens_per_s is not None and 0 < result.tokens_per_s <= slowest
+    assert streamed_tokens_per_s(1, 0.5) is None and streamed_tokens_per_s(None, 0.5) is None
 
 
 def test_output_piped_into_a_reader_that_quits_ends_quietly(
