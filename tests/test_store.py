@@ -257,3 +257,20 @@ def test_an_index_built_while_the_store_changed_is_dropped(
         assert upkeep.build_index(store)["swapped"] is False
         assert store.count_chunks() == 25 and len(store.documents()) == 5
     assert not (edge_dir(settings.qdrant_path, "kb") / "chunks.building").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "program"),
+    [
+        (["/repo/rag/__main__.py", "ask", "Who?"], "python -m rag ask"),
+        (["/repo/ingest/__main__.py", "./docs"], "python -m ingest ./docs"),
+        (["/venv/bin/streamlit", "run", "ui/app.py"], "streamlit run"),
+    ],
+)
+def test_the_lock_names_its_holder_as_the_command_its_user_typed(
+    argv: list[str], program: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.store.core import _program
+
+    monkeypatch.setattr(sys, "argv", argv)
+    assert _program() == program

@@ -56,10 +56,15 @@ def server_unreachable(settings: Settings) -> StoreUnavailableError:
 
 
 def _program() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv else "python", *sys.argv[1:2]]
-    if argv[0] == "__main__.py" or argv[0].endswith("-m"):
-        argv[0] = "python -m"
-    return " ".join(argv)[:80]
+    """The holder's command as its user typed it: `python -m rag ask`, `streamlit run ...`."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if script.name == "__main__.py":  # python -m PACKAGE
+        first = f"python -m {script.parent.name}"
+    elif script.name.endswith("-m"):
+        first = "python -m"
+    else:
+        first = script.name
+    return " ".join([first, *sys.argv[1:2]])[:80]
 
 
 class FolderLock:
