@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.ingest_fixtures import write_pdf
@@ -239,8 +240,11 @@ PDF_BODY = (
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
-def write_running_header_pdf(path: Path, title: str = "untitled") -> Path:
-    """Four pages, each with the same running header and a "- n -" page-number footer."""
+def write_running_header_pdf(
+    path: Path, title: str = "untitled", bodies: Sequence[str] = PDF_BODY
+) -> Path:
+    """A page per body (four by default), each with the same running header and a "- n -"
+    page-number footer."""
     from fpdf import FPDF
 
     class Paged(FPDF):
@@ -256,7 +260,7 @@ def write_running_header_pdf(path: Path, title: str = "untitled") -> Path:
     pdf = Paged()
     pdf.add_font("dejavu", fname=str(DEJAVU))
     pdf.set_title(title)
-    for text in PDF_BODY:
+    for text in bodies:
         pdf.add_page()
         pdf.set_font("dejavu", size=12)
         pdf.multi_cell(0, 8, text)

@@ -261,6 +261,14 @@ def test_pdf_running_header_once_and_page_numbers_dropped(pdf_parsed: ParsedDocu
         assert one_section_with(pdf_parsed, body).page == number
 
 
+def test_a_two_page_pdf_has_its_running_header_once_too(tmp_path: Path) -> None:
+    # found by a new-user trial: a two-page bulletin kept its header on both pages
+    parsed = read(write_running_header_pdf(tmp_path / "bulletin.pdf", bodies=PDF_BODY[:2]))
+    assert occurrences(parsed, PDF_RUNNING_HEADER) == 1
+    assert not re.search(r"-\s*\d\s*-", all_text(parsed))
+    assert one_section_with(parsed, PDF_BODY[1]).page == 2
+
+
 def test_pdf_placeholder_title_does_not_replace_the_file_name(pdf_parsed: ParsedDocument) -> None:
     assert pdf_parsed.title == "agreement"
 

@@ -47,8 +47,8 @@ __all__ = [
 # Part of the pipeline's signature: raise it when readers change what they read from a file,
 # so the next ingest reads every file again (2: encodings, reading order, notes, slides,
 # boilerplate, running headers, junk; 3: table rows, XLSX, e-mail; 4: a table's rows as
-# paragraphs).
-READER_VERSION = "readers-4"
+# paragraphs; 5: a two-page PDF's running header once).
+READER_VERSION = "readers-5"
 
 TEXT_SUFFIXES = {".txt", ".text", ".log", ".rst"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}

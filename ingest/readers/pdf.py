@@ -60,7 +60,8 @@ def _page_lines(page: Any) -> list[str]:
 # -- running headers and footers --------------------------------------------------------------
 
 EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be running lines
-MIN_PAGES = 3  # a document shorter than this has no running lines to tell apart
+MIN_PAGES = 2  # one page has no running lines to tell apart
+MIN_REPEATS = 3  # a running line recurs on this many pages at least, or on all of fewer
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(
     r"[\W_]*(?:(?:page|p\.|pg\.?|seite|side|sida|página|pagina)\s*)?#"
@@ -71,14 +72,15 @@ _PAGE_NUMBER = re.compile(
 
 def drop_running_lines(pages: list[list[str]]) -> list[list[str]]:
     """Pages without their running lines: a line at a page's top or bottom edge that recurs
-    (digits aside) on at least half of the pages is a running header or footer. It is kept
-    once, where it first appears; a page number ("- 3 -", "Page 3 of 9") is dropped."""
+    (digits aside) on at least half of the pages, and on `MIN_REPEATS` of them or on all of
+    a shorter document, is a running header or footer. It is kept once, where it first
+    appears; a page number ("- 3 -", "Page 3 of 9") is dropped."""
     if len(pages) < MIN_PAGES:
         return pages
     counts: Counter[str] = Counter()
     for lines in pages:
         counts.update({_line_key(line) for line in _edges(lines)})
-    needed = max(MIN_PAGES, math.ceil(len(pages) / 2))
+    needed = max(min(MIN_REPEATS, len(pages)), math.ceil(len(pages) / 2))
     running = {key for key, count in counts.items() if count >= needed and key}
     if not running:
         return pages
