@@ -68,6 +68,8 @@ def occurrences(parsed: ParsedDocument, words: str) -> int:
         ("no-bom.txt", UTF16_TEXT, "utf-16-le"),
         ("bom.md", CP1252_MARKDOWN, "utf-8-sig"),
         ("de.txt", "Größe der Maßnahme: äußerst wichtig.", "cp1252"),
+        # a new-user trial's note: "à" alone and guillemets, read as Windows-1250 ("ŕ") before
+        ("fr.txt", "Le code du coffre à épices est COF-6619 – «Bon appétit».", "cp1252"),
         (
             "ru.txt",
             "Привет, как дела?",

@@ -47,7 +47,7 @@ __all__ = [
 # Part of the pipeline's signature: raise it when readers change what they read from a file,
 # so the next ingest reads every file again (2: encodings, reading order, notes, slides,
 # boilerplate, running headers, junk; 3: table rows, XLSX, e-mail; 4: a table's rows as
-# paragraphs; 5: a two-page PDF's running header once).
+# paragraphs; 5: a two-page PDF's running header once, guillemets as Western text).
 READER_VERSION = "readers-5"
 
 TEXT_SUFFIXES = {".txt", ".text", ".log", ".rst"}

@@ -100,7 +100,9 @@ def _utf16_without_bom(data: bytes) -> str | None:
 # Non-ASCII characters that Windows-1252 text holds: accented letters beside ASCII letters
 # (café, Größe, crème) and typographic punctuation from Word and Notepad.
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_WESTERN = re.compile(r"(?<=[A-Za-z])[\xc0-\xff]|[\xc0-\xff](?=[A-Za-z])|[–—‘’‚“”„…€•™°§£©®±×]")
+_WESTERN = re.compile(
+    r"(?<=[A-Za-z])[\xc0-\xff]|[\xc0-\xff](?=[A-Za-z])|[–—‘’‚“”„…€•™°§£©®±×«»‹›¡¿]"
+)
 
 
 def _as_windows_1252(data: bytes) -> str | None:
