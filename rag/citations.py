@@ -8,10 +8,9 @@ another passage does, by `OVERRULE_MARGIN` more (the model picked the wrong numb
 counts the words the sentence adds to the question (the question's own words are in every
 retrieved passage, so they do not tell passages apart), each weighted by how few packed
 passages hold it; ties go to the passage sharing the most words overall, then to the
-better-ranked one. A sentence no
-passage supports stays uncited and is listed in `Cited.uncited_sentences`. A refusal ("The
-provided passages do not contain the answer.") is never attributed, nor is any sentence of an
-answer that refuses.
+better-ranked one. A sentence no passage supports stays uncited and is listed in
+`Cited.uncited_sentences`. A refusal ("The provided passages do not contain the answer.") is
+never attributed, nor is any sentence of an answer that refuses.
 """
 
 from __future__ import annotations
