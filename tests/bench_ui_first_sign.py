@@ -67,6 +67,19 @@ WATCH = """([sign, before]) => { window.__kbSign = new Promise(resolve => {
 }); }"""
 
 
+# True once the answer to the question ending in `tag` shows its sources, no Stop button is left
+# and the page's script run is over: the app is idle, as when a user asks the next question.
+ANSWERED = """(tag) => {
+  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')) return false;
+  const buttons = [...document.querySelectorAll("button")];
+  if (buttons.some(b => b.innerText.includes("Stop"))) return false;
+  const messages = [...document.querySelectorAll('[data-testid="stChatMessage"]')];
+  const asked = messages.findIndex(m => m.innerText.includes(tag));
+  return asked >= 0 && asked + 1 < messages.length
+    && messages[asked + 1].innerText.includes("Sources:");
+}"""
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
@@ -87,12 +100,14 @@ def measure(url: str, runs: int) -> list[float]:
             for run in range(runs):
                 messages = page.locator('[data-testid="stChatMessage"]')
                 before = messages.count()
-                box.fill(f"{LIGHTHOUSE_Q} ({run})")
+                tag = f"(run {run + 1})"
+                box.fill(f"{LIGHTHOUSE_Q} {tag}")
                 page.evaluate(WATCH, [SIGN, before])
                 box.press("Enter")
                 figures.append(float(page.evaluate("() => window.__kbSign")))
-                # the whole answer, before the next question
-                messages.nth(before + 1).get_by_text("Sources:").wait_for(timeout=ANSWER_TIMEOUT_MS)
+                # The whole answer and the end of its script run, before the next question
+                # (the last run's messages stay on the page while a rerun draws, so count none).
+                page.wait_for_function(ANSWERED, arg=tag, timeout=ANSWER_TIMEOUT_MS)
                 echo = page.evaluate("() => window.__kbEcho")
                 print(f"run {run + 1:2d}: {figures[-1]:7.1f} ms (question echoed {echo:.1f} ms)")
         finally:
