@@ -600,6 +600,8 @@ def test_streamlit_config_is_private_and_matches_settings() -> None:
     # above the app's own limit, so that a file over that limit reaches the app to be named
     assert config["server"]["maxUploadSize"] > Settings.model_construct().upload_max_mb
     assert config["client"]["toolbarMode"] == "minimal"
+    # no full garbage collection between an answer and the next question's script run
+    assert config["runner"]["postScriptGC"] is False
     assert not re.search(r"https?://", text), "nothing in the config may point at a remote site"
 
 

@@ -402,3 +402,24 @@ def test_a_stop_before_the_first_token_closes_the_request_at_once(
             time.sleep(0.01)
     assert fake_ollama.gone_at, "the model server never saw the request close"
     assert fake_ollama.gone_at[0] - stopped < 1.0
+
+
+def test_loading_the_embedder_puts_what_the_process_holds_out_of_the_collectors_reach() -> None:
+    import gc
+
+    from ui.resources import _load_and_freeze
+
+    class Loads:
+        loaded = False
+
+        @property
+        def model(self) -> object:
+            Loads.loaded = True
+            return object()
+
+    gc.unfreeze()
+    try:
+        _load_and_freeze(Loads())  # type: ignore[arg-type]
+        assert Loads.loaded and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -9,6 +9,7 @@ settings that differ elsewhere (a changed kb.toml; the tests' temp folders) shar
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -71,9 +72,22 @@ def _shared_embedder(settings: Settings) -> Embedder:
     return _embedder_for(_embedder_key(settings), settings)
 
 
+def _load_and_freeze(embedder: Embedder) -> None:
+    """Load the embedder, then move everything the process holds so far (Streamlit, torch,
+    transformers, llama-index and the model's objects: millions of them) out of the garbage
+    collector's reach with `gc.freeze()`. Python's full collections, which come on their own
+    every few questions, then walk only what was made since, instead of holding the GIL for
+    100-400 ms (seen on this 2-core machine) while a question waits for its script to start
+    (tests/bench_ui_first_sign.py). Runs once per process; frozen objects are long-lived
+    anyway."""
+    embedder.model  # noqa: B018 (a cached property: loading is the point)
+    gc.freeze()
+
+
 @st.cache_resource(show_spinner=False)
 def _warm_up_thread(key: str, _embedder: Embedder) -> Thread:
-    thread = Thread(target=lambda: _embedder.model, name="kb-embedder-load", daemon=True)
+    thread = Thread(target=_load_and_freeze, args=(_embedder,), name="kb-embedder-load")
+    thread.daemon = True
     thread.start()
     return thread
 
