@@ -19,6 +19,7 @@ from tests.ui_helpers import (
     ingest_corpus,
     new_app,
     no_exception,
+    open_panels,
     page_text,
     shown,
     write_corpus,
@@ -29,7 +30,7 @@ from ui.answer_view import PARTIAL_MARK
 def test_an_answer_streams_with_citations_sources_context_and_speed(
     ui_app_env: AppEnv, fake_ollama: FakeOllama
 ) -> None:
-    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    app = open_panels(ask(new_app().run(), LIGHTHOUSE_Q))
     no_exception(app)
     text = page_text(app)
     # the [1] the model wrote links to its passage, shown first and marked
@@ -61,6 +62,27 @@ def test_a_follow_up_sends_the_history(ui_app_env: AppEnv, fake_ollama: FakeOlla
     assert LIGHTHOUSE_Q in contents
     assert any(LIGHTHOUSE_A in c for c in contents if not c.startswith("<passages"))
     assert "Three keepers lived in the lighthouse until the lamp was automated" in page_text(app)
+
+
+def test_an_earlier_answer_shows_its_sources_and_links_on_demand(
+    ui_app_env: AppEnv, fake_ollama: FakeOllama
+) -> None:
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    ask(app, "How many keepers lived there?")
+    no_exception(app)
+    # the first answer (turn 1) is now an earlier one: its text, unlinked, and a closed switch
+    [switch] = app.toggle
+    assert switch.label == "Sources and details (4 passages, 1 cited)"
+    text = page_text(app)
+    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [1]" in text
+    assert "#kb-t1-" not in text and 'id="kb-t1-' not in text
+    # the newest answer (turn 3) shows its sources at once
+    assert 'id="kb-t3-1"' in text
+    switch.set_value(True).run()
+    text = page_text(app)
+    assert f"{LIGHTHOUSE_A} from granite quarried on the island. [[1]](#kb-t1-1)" in text
+    assert '<div id="kb-t1-1"></div>' in text
+    assert text.index("[[1]](#kb-t1-1)") < text.index("Sources: 4 passages")
 
 
 def test_clear_chat_empties_this_sessions_history(ui_app_env: AppEnv) -> None:
@@ -173,6 +195,7 @@ def _answer_with_attributed_citations() -> None:
 
 def test_attributed_citations_and_uncited_sentences_are_shown_apart() -> None:
     app = AppTest.from_function(_answer_with_attributed_citations, default_timeout=30).run()
+    app = open_panels(app)
     no_exception(app)
     captions = [shown(c.value) for c in app.caption]
     assert (

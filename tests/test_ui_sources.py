@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.ingest_fixtures import write_pdf
-from tests.ui_helpers import CORPUS, elements, no_exception, page_text, write_corpus
+from tests.ui_helpers import CORPUS, elements, no_exception, open_panels, page_text, write_corpus
 from ui.source_view import pdf_page_image, section_place
 
 PASSAGE = "The north pier lamp is lit at dusk by the harbour keeper on duty."
@@ -112,6 +112,7 @@ def test_a_passage_read_by_ocr_is_marked_in_the_sources_and_search_results() -> 
     )  # fmt: skip
     result.citations = [cited]
     app = AppTest.from_function(_sources, args=(result,), default_timeout=30).run()
+    app = open_panels(app)  # the typed passage is not cited: it is among the others
     no_exception(app)
     labels = [m.value for m in app.markdown if m.value.startswith("**")]
     assert len(labels) == 2

@@ -151,6 +151,15 @@ def compare(app: AppTest, question: str, models: list[str]) -> AppTest:
     return app
 
 
+def open_panels(app: AppTest, suffix: str = "-others") -> AppTest:
+    """Open every panel (expander or switch) whose key ends in `suffix` and run the page again:
+    the app draws a closed panel's passages only once it is opened."""
+    for key in list(app.session_state.keys()):
+        if str(key).endswith(suffix):
+            app.session_state[key] = True
+    return app.run()
+
+
 def no_exception(app: AppTest) -> None:
     assert not app.exception, [e.value for e in app.exception]
 

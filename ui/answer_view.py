@@ -184,9 +184,24 @@ def sources_panel(result: AnswerResult, key: str = "") -> None:
         with st.container(border=True):
             show_passage(record, kinds[record["n"]], rank[record["n"]], len(rank), key)
     if others:
-        with st.expander(f"Other passages the model was given ({len(others)}), not cited"):
-            for record in others:
-                show_passage(record, False, rank[record["n"]], len(rank), key)
+        other_passages(others, rank, key, f"{key}-{answer_key(result)}-others")
+
+
+def other_passages(
+    others: list[dict[str, Any]], rank: dict[int, int], key: str, panel_key: str
+) -> None:
+    """The passages the model was given but did not cite, in a closed expander whose content is
+    drawn only once it is opened: an answer's 5-20 passages are 20-80 page elements, and a
+    conversation's earlier answers are drawn again on every question, before the browser
+    shows the new answer's first sign. `panel_key` keeps the panel open or closed across reruns
+    for this answer alone."""
+    label = f"Other passages the model was given ({len(others)}), not cited"
+    panel = st.expander(label, key=panel_key, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
+        for record in others:
+            show_passage(record, False, rank[record["n"]], len(rank), key)
 
 
 def linked_answer(result: AnswerResult, key: str) -> str:
@@ -242,6 +257,33 @@ def show_answer(result: AnswerResult, settings: Settings, key: str = "") -> None
     else:
         st.markdown("(no text)")
     answer_details(result, settings, key)
+
+
+def details_label(result: AnswerResult) -> str:
+    """The switch that opens an earlier answer's details: `Sources and details (6 passages, 1
+    cited)`."""
+    cited = len(citation_kinds(result))
+    return f"Sources and details ({len(result.passages)} passages, {cited} cited)"
+
+
+def show_earlier_answer(result: AnswerResult, settings: Settings, key: str = "") -> None:
+    """An answer above the newest one: its text and warnings, with its details (sources, context,
+    speed) behind a switch and drawn only when it is on, its `[n]` links then too. Every earlier
+    answer is drawn again on each question before the browser shows the new answer's first
+    sign, and its details are 10-80 page elements (tests/bench_ui_first_sign.py)."""
+    key = key or answer_key(result)
+    text = st.empty()
+    show_warnings(result)
+    opened = st.toggle(details_label(result), key=f"{key}-{answer_key(result)}-details")
+    if result.answer:
+        text.markdown(linked_answer(result, key) if opened else escape_markdown(result.answer))
+    else:
+        text.markdown("(no text)")
+    if opened:
+        show_attributions(result)
+        context_bar(result, settings)
+        st.caption(escape_markdown(speed_line(result)))
+        sources_panel(result, key)
 
 
 def show_search_results(passages: list[Passage]) -> None:

@@ -20,7 +20,13 @@ import streamlit as st
 from rag.chain import AnswerResult
 from rag.errors import EmptyKnowledgeBaseError, KBError
 from rag.settings import Settings
-from ui.answer_view import answer_details, linked_answer, show_answer, show_search_results
+from ui.answer_view import (
+    answer_details,
+    linked_answer,
+    show_answer,
+    show_earlier_answer,
+    show_search_results,
+)
 from ui.conversation_panel import conversation_panel, reopen_from_address, save_conversation
 from ui.models_choice import kept_choice, model_choices, model_label, no_model_message
 from ui.parallel import WAITING, stream_side_by_side
@@ -89,11 +95,23 @@ def model_picker(settings: Settings) -> None:
     st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
 
 
-def show_turn(turn: dict[str, Any], settings: Settings, index: int = 0) -> None:
+def newest_answer(turns: list[dict[str, Any]]) -> int | None:
+    """The index of the conversation's last answer, or None."""
+    answers = [index for index, turn in enumerate(turns) if turn["role"] == "assistant"]
+    return answers[-1] if answers else None
+
+
+def show_turn(
+    turn: dict[str, Any], settings: Settings, index: int = 0, newest: bool = True
+) -> None:
+    """One turn of the conversation; an answer that is not the `newest` shows its details only
+    on demand."""
     role = turn["role"]
     with st.chat_message("user" if role == "user" else "assistant"):
         if role == "user":
             show_text(turn["content"])
+        elif role == "assistant" and not newest:
+            show_earlier_answer(turn["result"], settings, key=f"t{index}")
         elif role == "assistant":
             show_answer(turn["result"], settings, key=f"t{index}")
         elif role == "search":
@@ -254,9 +272,11 @@ def main() -> None:
     question = st.chat_input(prompt, key=QUESTION, disabled=online and model is None)
     reply, sign = start_reply(question) if question else (None, None)
     sidebar(settings, online)
+    turns = st.session_state[TURNS]
+    newest = None if question else newest_answer(turns)  # a new question: its answer is newest
     with earlier:
-        for index, turn in enumerate(st.session_state[TURNS]):
-            show_turn(turn, settings, index)
+        for index, turn in enumerate(turns):
+            show_turn(turn, settings, index, newest=index == newest)
     if not question:
         first_visit_guide(settings)
         return
