@@ -256,8 +256,13 @@ def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama
             ).first.wait_for(timeout=ANSWER_TIMEOUT_MS)
             shot(page, "6-ollama-down")
             replied = reply.inner_text()
+            # the first answer, now an earlier one: its text and a closed switch, and none of
+            # the details it showed as the newest answer left behind on the page
+            earlier = page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()
         finally:
             browser.close()
     assert "Tarnwick lighthouse" in source and "lighthouse.md" in source
     assert fake_ollama.clients_gone >= 1  # the stop closed the request to the model server
     assert "Ollama" in replied or LIGHTHOUSE_A in replied
+    assert "Sources and details" in earlier
+    assert "Sources:" not in earlier and "Open source" not in earlier

@@ -256,7 +256,10 @@ def show_answer(result: AnswerResult, settings: Settings, key: str = "") -> None
         st.markdown(linked_answer(result, key))
     else:
         st.markdown("(no text)")
-    answer_details(result, settings, key)
+    # One block for the details: when this answer is drawn next as an earlier one (text, then
+    # a switch), the switch replaces the whole block, leaving no stale details on the page.
+    with st.container():
+        answer_details(result, settings, key)
 
 
 def details_label(result: AnswerResult) -> str:
