@@ -74,7 +74,7 @@ def _shared_embedder(settings: Settings) -> Embedder:
 
 def _load_and_freeze(embedder: Embedder) -> None:
     """Load the embedder, then move everything the process holds so far (Streamlit, torch,
-    transformers, llama-index and the model's objects: millions of them) out of the garbage
+    transformers and the model's objects: about 500,000 of them) out of the garbage
     collector's reach with `gc.freeze()`. Python's full collections, which come on their own
     every few questions, then walk only what was made since, instead of holding the GIL for
     100-400 ms (seen on this 2-core machine) while a question waits for its script to start
