@@ -211,7 +211,9 @@ def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama
             page.get_by_placeholder("Ask the knowledge base").wait_for()
             shot(page, "1-empty")
             page.get_by_role("link", name="Open the Library").click()
-            # 2. upload in the Library
+            # 2. upload in the Library: one limit is written, kb's, in the uploader's label
+            page.get_by_text("Upload files (up to 25 MB each)").wait_for()
+            assert page.get_by_test_id("stFileUploaderDropzoneInstructions").is_hidden()
             page.locator('input[type="file"]').set_input_files(str(upload))
             # the file is sent to the server on its own: submit once its size is shown
             size = f"{upload.stat().st_size:.1f}B"
@@ -266,3 +268,32 @@ def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama
     assert "Ollama" in replied or LIGHTHOUSE_A in replied
     assert "Sources and details" in earlier
     assert "Sources:" not in earlier and "Open source" not in earlier
+
+
+def test_a_new_question_shows_nothing_of_the_last_reply_while_its_answer_is_coming(
+    app_url: str, fake_ollama: FakeOllama
+) -> None:
+    """The third question takes the place where the second one's answer and sources were
+    drawn; none of them may stay there (stale and still clickable) while it waits."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(app_url)
+            ask(page, LIGHTHOUSE_Q, f"{LIGHTHOUSE_A} from granite quarried on the island. [1]")
+            ask(page, SIGNALS_Q, "in red. [1]")
+            last_message(page).get_by_role("button", name="Open source").wait_for()
+            page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached")
+            fake_ollama.first_token_delay_s = 4.0
+            box = page.get_by_placeholder("Ask the knowledge base")
+            box.fill("How many keepers lived in the lighthouse?")
+            box.press("Enter")
+            last_message(page).get_by_text("Finding passages and asking the model").wait_for()
+            waiting = last_message(page).inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-chat-waiting.png"), full_page=True)
+        finally:
+            browser.close()
+    assert "Open source" not in waiting and "Sources:" not in waiting, waiting
+    assert "in red" not in waiting

@@ -179,13 +179,16 @@ def stream_answer(
 
 def start_reply(question: str) -> tuple[Any, Any]:
     """The question and an assistant message showing that its answer is coming, drawn at once
-    (before the conversation so far is drawn again): the message and its sign's placeholder."""
+    (before the conversation so far is drawn again): the placeholders of its sign and of the
+    rest of the reply. The rest is one placeholder, drawn empty at once: it takes the place of
+    everything the last run's reply showed there (its answer and sources), which would
+    otherwise stay on the page, clickable, until this run ends."""
     with st.chat_message("user"):
         show_text(question)
     reply = st.chat_message("assistant")
-    sign = reply.empty()
+    sign, rest = reply.empty(), reply.empty()
     sign.status(waiting_words(time.monotonic()), state="running")
-    return reply, sign
+    return sign, rest
 
 
 def answer(settings: Settings, question: str, model: str | None, sign: Any) -> None:
@@ -270,7 +273,7 @@ def main() -> None:
     earlier = st.container()  # the conversation so far, drawn after the new question's sign
     prompt = "Ask the knowledge base" if online else "Search the knowledge base"
     question = st.chat_input(prompt, key=QUESTION, disabled=online and model is None)
-    reply, sign = start_reply(question) if question else (None, None)
+    sign, rest = start_reply(question) if question else (None, None)
     sidebar(settings, online)
     turns = st.session_state[TURNS]
     newest = None if question else newest_answer(turns)  # a new question: its answer is newest
@@ -282,7 +285,7 @@ def main() -> None:
         return
     st.session_state[TURNS].append({"role": "user", "content": question})
     st.iframe(FOLLOW_SCRIPT, height=1)
-    with reply:
+    with rest.container():
         answer(settings, question, model, sign)
 
 

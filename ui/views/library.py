@@ -171,7 +171,14 @@ def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> 
         )
 
 
+# Streamlit writes its own ceiling under the drop zone ("200MB per file": server.maxUploadSize,
+# kept above kb's limit so that a larger file reaches the app and is named with the limit);
+# kb's limit is in the uploader's label, so the ceiling is not shown as a second one.
+HIDE_CEILING = '<style>[data-testid="stFileUploaderDropzoneInstructions"] {display: none;}</style>'
+
+
 def upload_form(settings: Settings) -> None:
+    st.html(HIDE_CEILING)
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader(
             f"Upload files (up to {upload_limit_words(settings.upload_max_mb)} each)",
