@@ -63,11 +63,14 @@ def run_comparison(settings: Settings, question: str, models: list[str]) -> dict
     stop = st.empty()
     stop.button("Stop", key="compare_stop", icon=":material/stop_circle:")
     columns = st.columns(len(models))
-    boxes, texts = [], ["" for _ in models]
+    boxes, details, texts = [], [], ["" for _ in models]
     for column, model in zip(columns, models, strict=True):
         column.subheader(escape_markdown(model_label(model)))
         boxes.append(column.empty())
         boxes[-1].caption(WAITING_WORDS.format(0))
+        # drawn empty at once over the last comparison's sources in this column, which would
+        # otherwise stay on the page, stale and clickable, until this one ends
+        details.append(column.empty())
     results: dict[str, AnswerResult | str] = {}
     open_chain = ready_services(settings).open_chain
     # A Stop click ends this script at the next redraw; leaving the loop closes the lanes,
@@ -89,8 +92,8 @@ def run_comparison(settings: Settings, question: str, models: list[str]) -> dict
             else:
                 results[models[lane]] = str(event)
     stop.empty()
-    for column, model in zip(columns, models, strict=True):
-        with column:
+    for place, model in zip(details, models, strict=True):
+        with place.container():
             show_outcome(results[model], settings, streamed=True, key=f"c{lane_key(model)}")
     return {"question": question, "models": models, "results": results, "mark": None}
 
