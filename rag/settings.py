@@ -144,10 +144,10 @@ class Settings(BaseSettings):
     # -- retrieval --
     retrieval_candidates: int = Field(40, ge=1, le=1000)
     # 500 estimated tokens: the smallest budget within 2 points of the best contains-answer in
-    # a sweep of 500 / 1,200 / the whole window with Qwen2.5-Coder-0.5B (squad-dev's first 30
-    # questions: 0.47 / 0.40 / 0.40; eval/sample: 0.72 at 500, 0.76 whole), at a third of the
-    # whole window's time to first token; the gold passage is packed for 93.4% of squad-dev's
-    # first 500 questions at 500, 96.4% at 1,200 (see README, "How well, how fast").
+    # a sweep of 500 / 1,200 / the whole window with Qwen2.5-Coder-0.5B (squad-dev's first 100
+    # questions: 0.59 / 0.60 / 0.59), at a third of the whole window's time to first token;
+    # the gold passage is packed for 93.4% of squad-dev's first 500 questions at 500, 96.4% at
+    # 1,200 (see README, "How well, how fast").
     context_tokens: int | None = Field(
         500,
         ge=64,
