@@ -244,6 +244,11 @@ def answer_details(result: AnswerResult, settings: Settings, key: str = "") -> N
     key = key or answer_key(result)
     show_attributions(result)
     show_warnings(result)
+    figures_and_sources(result, settings, key)
+
+
+def figures_and_sources(result: AnswerResult, settings: Settings, key: str) -> None:
+    """The context bar, the speed figures and the sources panel of an answer."""
     context_bar(result, settings)
     st.caption(escape_markdown(speed_line(result)))
     sources_panel(result, key)
@@ -284,9 +289,7 @@ def show_earlier_answer(result: AnswerResult, settings: Settings, key: str = "")
         text.markdown("(no text)")
     if opened:
         show_attributions(result)
-        context_bar(result, settings)
-        st.caption(escape_markdown(speed_line(result)))
-        sources_panel(result, key)
+        figures_and_sources(result, settings, key)
 
 
 def show_search_results(passages: list[Passage]) -> None:
