@@ -38,9 +38,8 @@ def find_files(
     control folders left out. Links are followed: a file or folder reached twice (through a
     link, a link cycle or two roots such as `docs docs/sub`) is read once, under the first
     path; each file kept out for another reason (a second path, a format kb does not read, a
-    link loop) is appended to `skipped` (a dead link to a readable format is found, and fails
-    when read; to another, it is named as broken). A file keeps the path
-    under its ingested folder as its identity, not its link target."""
+    link loop, a broken link) is appended to `skipped`. A file keeps the path under its
+    ingested folder as its identity, not its link target."""
     suffixes = supported_suffixes()
     seen: set[Path] = set()  # real paths read, over all roots
     note = skipped.append if skipped is not None else (lambda _: None)
@@ -59,7 +58,7 @@ def find_files(
             elif not _selected(rel, include, exclude):
                 continue
             elif path.suffix.lower() not in suffixes:
-                note(SkippedPath(rel, _unsupported_reason(path)))
+                note(SkippedPath(rel, UNREAD_FORMAT))
             else:
                 candidates.append((path, rel))
         chosen = _one_path_per_file(candidates)
@@ -90,7 +89,7 @@ def _one_path_per_file(candidates: list[tuple[Path, str]]) -> dict[Path, str]:
 
 def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
     """(path, None) for each file, following links to folders; (path, why) for a link back to
-    a folder already walked (a cycle, or a second way in)."""
+    a folder already walked (a cycle, or a second way in) and for a link to no file."""
     walked: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = os.stat(folder)
@@ -104,23 +103,21 @@ def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
             if name.startswith("."):
                 continue
             path = Path(folder) / name
-            yield path, _link_loop(path)  # a dead link fails when read, with its reason
+            yield path, _unreachable(path)
 
 
-def _link_loop(path: Path) -> str | None:
-    """Why a link that leads back to itself (la -> lb -> la) cannot be read; None otherwise."""
+def _unreachable(path: Path) -> str | None:
+    """Why a link leads to no file: a loop (la -> lb -> la) or a missing target; None when it
+    does (or when `path` is not a link). Named, not failed: there is no file to read, and an
+    ingest that exits 1 for a dangling link would fail every run until the link is removed."""
     try:
         os.stat(path)
     except OSError as err:
         if err.errno == errno.ELOOP:
             return "a link loop: the link leads back to itself"
+        if err.errno == errno.ENOENT and path.is_symlink():
+            return f"a broken link: its target {os.readlink(path)} is missing"
     return None
-
-
-def _unsupported_reason(path: Path) -> str:
-    if path.is_symlink() and not path.exists():
-        return f"a broken link: its target {os.readlink(path)} is missing"
-    return UNREAD_FORMAT
 
 
 def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

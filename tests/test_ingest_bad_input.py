@@ -44,6 +44,9 @@ GOOD = {
 LEGACY = {"latin1.txt": "Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.".encode("latin-1")}
 READABLE = [*GOOD, *LEGACY]
 
+# A link to no file is not a file that failed: it is named among the paths not read.
+NOT_READ = {"broken-link.md": "a broken link"}
+
 # file name -> a word the one-line reason must contain
 EXPECTED_FAILURES = {
     "encrypted.pdf": "encrypted",
@@ -54,7 +57,6 @@ EXPECTED_FAILURES = {
     "blank.md": "empty",
     "huge.txt": "KB_MAX_FILE_MB",
     "pipe.txt": "not a regular file",
-    "broken-link.md": "cannot be read",
     "huge-field.csv": "CSV",
 }
 
@@ -89,6 +91,8 @@ def check_failures(report: IngestReport, root: Path) -> None:
         reason = failure["reason"]
         assert word in reason, (name, reason)
         assert "\n" not in reason and "Traceback" not in reason and reason.strip() == reason
+    named = {item["path"]: item["reason"] for item in report.skipped_paths}
+    assert {name: reason.split(":")[0] for name, reason in named.items()} == NOT_READ
 
 
 def test_bad_files_are_reported_and_the_rest_is_ingested(
@@ -192,8 +196,9 @@ def test_cli_in_a_subprocess_reports_without_traceback_or_progress_bar(tmp_path:
     assert "Traceback" not in done.stderr
     assert "\r" not in done.stderr and "it/s" not in done.stderr and "%|" not in done.stderr
     lines = done.stderr.splitlines()
-    assert len(lines) == len(EXPECTED_FAILURES), done.stderr
-    assert all(line.startswith("  failed: ") for line in lines)
+    assert len(lines) == len(EXPECTED_FAILURES) + len(NOT_READ), done.stderr
+    assert sum(line.startswith("  failed: ") for line in lines) == len(EXPECTED_FAILURES)
+    assert sum(line.startswith("  not read: broken-link.md: a broken link") for line in lines) == 1
     assert f"{len(READABLE)} added" in done.stdout
     data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert set(data) == REPORT_KEYS and len(data["failed"]) == len(EXPECTED_FAILURES)

@@ -119,12 +119,13 @@ def test_links_are_followed_once_with_cycles_and_dead_links_named(tmp_path: Path
     found = list(find_files([root], skipped=skipped))
 
     # identity is the path under the ingested folder, not the link's target
-    assert [f.rel for f in found] == ["dead.md", "a/notes.md", "linked/deep/policy.md"]
-    assert found[2].path == root / "linked" / "deep" / "policy.md"
+    assert [f.rel for f in found] == ["a/notes.md", "linked/deep/policy.md"]
+    assert found[1].path == root / "linked" / "deep" / "policy.md"
     assert {s.path: s.reason for s in skipped} == {
         "again.md": "the same file as a/notes.md, read once",
         "tool.exe": "not a format kb reads",
         "a/loop": "a link to a folder already read, read once",
+        "dead.md": f"a broken link: its target {tmp_path / 'missing.md'} is missing",
     }
 
 
