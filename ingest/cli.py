@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.notes import reading_notes
+from ingest.notes import counted, reading_notes
 from ingest.progress import IngestProgress
 from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.service import Services, build_services
@@ -131,8 +131,9 @@ def _summary(report: IngestReport) -> str:
     files = r.added + r.updated + r.unchanged + len(r.failed)
     rate = r.chunks_written / r.seconds if r.seconds else 0.0
     return (
-        f"{files} files: {r.added} added, {r.updated} updated, {r.unchanged} unchanged, "
-        f"{r.removed} removed, {len(r.failed)} failed; {r.chunks_written} chunks written "
+        f"{counted(files, 'file')}: {r.added} added, {r.updated} updated, {r.unchanged} "
+        f"unchanged, {r.removed} removed, {len(r.failed)} failed; "
+        f"{counted(r.chunks_written, 'chunk')} written "
         f"in {r.seconds:.1f} s ({rate:.1f} chunks/s)."
     )
 
@@ -166,7 +167,8 @@ def list_documents(services: Services) -> int:
                 f"{record.path}\t{ingested_folder(record)}\t{record.title}\t"
                 f"{record.chunk_count}\t{record.ingested_at}"
             )
-    print(f"{len(records)} documents, {sum(r.chunk_count for r in records)} chunks.")
+    chunks = sum(r.chunk_count for r in records)
+    print(f"{counted(len(records), 'document')}, {counted(chunks, 'chunk')}.")
     return 0
 
 
@@ -186,5 +188,5 @@ def delete_document(services: Services, path: Path) -> int:
             )
         record = found[0]
         remove_document(store, record)
-    print(f"Removed {record.abs_path} ({record.chunk_count} chunks).")
+    print(f"Removed {record.abs_path} ({counted(record.chunk_count, 'chunk')}).")
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.notes import counted
 from ingest.walk import FoundFile
 
 # Rates measured on the project's 2-core CPU machine with the default embedder (README, "How
@@ -63,17 +64,17 @@ class IngestPlan:
         if not self.files:
             return "No file of a format kb reads was found."
         if not self.to_read:
-            return f"{_count(self.files, 'file')}, all unchanged since the last ingest."
+            return f"{counted(self.files, 'file')}, all unchanged since the last ingest."
         details = [_size(self.bytes_to_read)]
         if self.scanned_pages and self.ocr_engine:
-            details.append(f"{_count(self.scanned_pages, 'scanned page')} to OCR")
+            details.append(f"{counted(self.scanned_pages, 'scanned page')} to OCR")
         elif self.scanned_pages:
             details.append(
-                f"{_count(self.scanned_pages, 'scanned page')} left unread: KB_OCR is off"
+                f"{counted(self.scanned_pages, 'scanned page')} left unread: KB_OCR is off"
             )
         unchanged = f"; {self.unchanged} unchanged" if self.unchanged else ""
         return (
-            f"{_count(self.to_read, 'file')} to read ({', '.join(details)}), "
+            f"{counted(self.to_read, 'file')} to read ({', '.join(details)}), "
             f"about {rough_duration(self.seconds)}{unchanged}."
         )
 
@@ -133,10 +134,6 @@ def rough_duration(seconds: float) -> str:
         minutes = round(seconds / 60)
         return "1 minute" if minutes == 1 else f"{minutes} minutes"
     return f"{round(seconds / 3600 * 2) / 2:g} hours"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _size(n_bytes: int) -> str:

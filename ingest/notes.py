@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from ingest.pipeline import IngestReport
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 file`, `2 files`: a count with its noun (regular English plurals only)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:
     """Files of formats kb does not read as one line per extension; the others one each."""
     other = [i for i in skipped if i["reason"] != UNREAD_FORMAT]
@@ -21,7 +26,7 @@ def skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:
         if i["reason"] == UNREAD_FORMAT
     )
     lines = [
-        f"not read: {n} {suffix} file(s), a format kb does not read"
+        f"not read: {counted(n, suffix + ' file')}, a format kb does not read"
         for suffix, n in sorted(unread.items())
     ]
     return lines + [f"not read: {i['path']}: {i['reason']}" for i in other]
@@ -33,7 +38,8 @@ def reading_notes(report: IngestReport) -> list[str]:
     The CLI prints them to stderr, the app's Library shows them under the last ingest."""
     r = report
     lines = [
-        f"read by OCR: {item['path']}: page(s) {', '.join(map(str, item['pages']))}"
+        f"read by OCR: {item['path']}: page{'s' * (len(item['pages']) > 1)} "
+        f"{', '.join(map(str, item['pages']))}"
         for item in r.ocr_pages
     ]
     lines += [f"unread: {i['path']}, page {i['page']}: {i['reason']}" for i in r.unread_pages]
@@ -46,5 +52,7 @@ def reading_notes(report: IngestReport) -> list[str]:
         for i in r.unsure_encodings
     ]
     if r.rows_split:
-        lines.append(f"{r.rows_split} table row(s) too long for one chunk were split by cells")
+        verb = "was" if r.rows_split == 1 else "were"
+        split = counted(r.rows_split, "table row")
+        lines.append(f"{split} too long for one chunk {verb} split by cells")
     return lines

@@ -223,11 +223,21 @@ def test_the_command_line_names_what_reading_left_out() -> None:
         rows_split=2,
     )
     assert reading_notes(report) == [
-        "read by OCR: scan.pdf: page(s) 1, 2",
+        "read by OCR: scan.pdf: pages 1, 2",
         "unread: scan.pdf, page 3: no text layer, and OCR is off",
         "row failed: log.csv, row 3: a field is over 128 KiB",
         "not read: gate.eml: attachment map.png (image/png)",
-        "2 table row(s) too long for one chunk were split by cells",
+        "2 table rows too long for one chunk were split by cells",
+    ]
+    one = IngestReport(
+        ocr_pages=[{"path": "scan.pdf", "pages": [4]}],
+        skipped_paths=[{"path": "tool.exe", "reason": "not a format kb reads"}],
+        rows_split=1,
+    )
+    assert reading_notes(one) == [
+        "read by OCR: scan.pdf: page 4",
+        "not read: 1 .exe file, a format kb does not read",
+        "1 table row too long for one chunk was split by cells",
     ]
 
 

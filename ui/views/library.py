@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from ingest.estimate import IngestPlan
-from ingest.notes import reading_notes
+from ingest.notes import counted, reading_notes
 from ingest.pipeline import IngestReport, ingest
 from ingest.walk import find_files
 from ingest.writer import remove_document
@@ -85,7 +85,7 @@ class EmbeddingProgress:
         self.files_done = 0
         self.started = time.monotonic()
         self.plan_line = st.empty()
-        self.bar = st.progress(0.0, text=f"Reading {total_files} files…")
+        self.bar = st.progress(0.0, text=f"Reading {counted(total_files, 'file')}…")
 
     def on_plan(self, plan: IngestPlan) -> None:
         """What will be read and roughly how long it takes, above the bar."""
@@ -110,7 +110,7 @@ class EmbeddingProgress:
         if rate > 0:
             left = (expected - embedded) / rate
             words += f" · {rate:,.1f} chunks/s · {about}{left:,.0f} s left"
-        words += f" · {self.files_done} of {self.total_files} files read"
+        words += f" · {self.files_done} of {counted(self.total_files, 'file')} read"
         return share, words
 
 
@@ -133,7 +133,7 @@ def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> No
     except KBError as err:
         show_error(err)
         return
-    progress.bar.progress(1.0, text=f"Done: {report.chunks_written:,} chunks embedded.")
+    progress.bar.progress(1.0, text=f"Done: {counted(report.chunks_written, 'chunk')} embedded.")
     st.session_state[REPORT] = report
 
 
@@ -152,12 +152,12 @@ def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> 
         column.metric(name.replace("_", " "), getattr(report, name))
     st.caption(f"{report.seconds:.1f} s")
     if report.failed:
-        st.warning(f"{len(report.failed)} files could not be ingested:")
+        st.warning(f"{counted(len(report.failed), 'file')} could not be ingested:")
         st.dataframe(report.failed, hide_index=True)
     if report.junk_skipped:
         st.caption(
             f"Runs of encoded or binary data (base64, hex, binary bytes) were left out of "
-            f"{len(report.junk_skipped)} files:"
+            f"{counted(len(report.junk_skipped), 'file')}:"
         )
         st.dataframe(report.junk_skipped, hide_index=True)
     notes = reading_notes(report)
@@ -234,7 +234,7 @@ def confirm_delete(settings: Settings, document: DocRecord, name: str) -> None:
     copy = uploaded_copy(settings, document)
     also = " and the uploaded file" if copy is not None else ""
     st.warning(
-        f"Delete {escape_markdown(name)}? This removes its {document.chunk_count:,} chunks"
+        f"Delete {escape_markdown(name)}? This removes its {counted(document.chunk_count, 'chunk')}"
         f"{also} from the knowledge base; it cannot be undone."
     )
     yes, no = st.columns(2)
