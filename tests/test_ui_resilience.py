@@ -33,7 +33,8 @@ def test_without_a_model_server_chat_searches_and_every_page_works(
     app = ask(new_app().run(), LIGHTHOUSE_Q)
     no_exception(app)
     [banner] = [shown(w.value) for w in app.warning]
-    assert banner.startswith(f"No model server is reachable (Ollama at {nowhere}); start ")
+    # the address as code: it copies exactly (escaped text hides a character inside "://")
+    assert banner.startswith(f"No model server is reachable (Ollama at `{nowhere}`); start ")
     assert "ollama serve" in banner and "OLLAMA_HOST or OPENAI_BASE_URL" in banner
     assert app.title[0].value == "Search"
     text = page_text(app)

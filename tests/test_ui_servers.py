@@ -96,7 +96,7 @@ def test_with_ollama_down_the_other_server_answers_under_a_quiet_note(
     assert not app.warning  # some server answers: no banner
     [note] = [shown(c.value) for c in app.caption if "Not reachable" in c.value]
     assert note == (
-        f"Not reachable now: Ollama at {fake_ollama.url}; their models are left out until they "
+        f"Not reachable now: Ollama at `{fake_ollama.url}`; their models are left out until they "
         "answer."
     )
     assert app.title[0].value == "Chat"

@@ -35,7 +35,7 @@ from ui.models_choice import (
     unambiguous_id,
 )
 from ui.parallel import stream_side_by_side
-from ui.plain import WORD_JOINER, escape_markdown, escaped_stream
+from ui.plain import WORD_JOINER, escape_markdown, escaped_stream, message_markdown
 from ui.uploads import MAX_NAME_CHARS, sanitize_filename, save_uploads
 
 HOSTILE_TEXTS = [
@@ -63,6 +63,18 @@ def test_escaped_markdown_renders_as_exactly_the_text(text: str) -> None:
     assert not AUTOLINKABLE.search(shown)
     # ... and, but for the invisible word joiners, the reader sees exactly the text.
     assert " ".join(shown.replace(WORD_JOINER, "").split()) == " ".join(text.split())
+
+
+def test_a_server_address_in_kbs_own_messages_is_code_that_copies_exactly() -> None:
+    message = (
+        "Ollama is not reachable at http://127.0.0.1:11435/; start it with `ollama serve`, "
+        "or set OLLAMA_HOST (now https://gpu.internal:8443/v1)."
+    )
+    html = _rendered(message_markdown(message))
+    assert "<code>http://127.0.0.1:11435/</code>;" in html  # the sentence's ";" stays outside
+    assert "<code>https://gpu.internal:8443/v1</code>)." in html
+    assert "<code>ollama serve</code>" in html
+    assert WORD_JOINER not in html and "<a " not in html
 
 
 def test_escaping_stream_pieces_equals_escaping_the_whole() -> None:

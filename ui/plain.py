@@ -70,19 +70,32 @@ def show_caption(text: str) -> None:
 
 
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+# A web address in one of kb's messages (a server's), without the sentence's punctuation after it
+_ADDRESS = re.compile(r"https?://[^\s`<>\"']*[^\s`<>\"'.,;:!?)]")
 
 
 def message_markdown(message: str) -> str:
     """One of kb's own messages as markdown: what it quotes in backticks (a command, a
-    setting) as code, the rest escaped like any text. A code span shows its content
-    literally, so a path inside one stays text too."""
+    setting) and the web addresses it names (a server's) as code, the rest escaped like any
+    text. A code span shows its content literally, so a path inside one stays text too, and an
+    address copies as it is (escaped text keeps an invisible character inside `://`, see
+    `escape_markdown`)."""
     parts = message.split("`")
     if len(parts) % 2 == 0:  # an unpaired backtick: the last one is text
         parts[-2:] = ["`".join(parts[-2:])]
     return "".join(
-        f"`{part}`" if index % 2 and part.strip() else escape_markdown(part)
+        f"`{part}`" if index % 2 and part.strip() else _text_with_addresses(part)
         for index, part in enumerate(parts)
     )
+
+
+def _text_with_addresses(text: str) -> str:
+    pieces, last = [], 0
+    for match in _ADDRESS.finditer(text):
+        pieces += [escape_markdown(text[last : match.start()]), f"`{match.group()}`"]
+        last = match.end()
+    pieces.append(escape_markdown(text[last:]))
+    return "".join(pieces)
 
 
 def linked_citations(text: str, link: Callable[[int], str | None]) -> str:

@@ -23,7 +23,7 @@ from rag.errors import KBError
 from rag.service import Services, build_services
 from rag.settings import UPSTREAM_NAMES, Settings, env_name, load_settings
 from ui.login import require_access
-from ui.plain import escape_markdown
+from ui.plain import message_markdown
 
 REACHABILITY_TTL_S = 10  # how long the servers' up/down answers are trusted
 MODEL_LIST_TTL_S = 30
@@ -188,26 +188,30 @@ def page_start(needs_models: bool = False) -> Settings:
 
 def _server_descriptions(settings: Settings, servers: list[str]) -> str:
     backends = get_services(settings).models.backends
-    return escape_markdown("; ".join(backends[name].describe() for name in servers))
+    return "; ".join(backends[name].describe().replace("`", "'") for name in servers)
 
 
 def servers_banner(settings: Settings) -> None:
-    """A warning when no model server answers; a quiet note naming the ones that do not."""
+    """A warning when no model server answers; a quiet note naming the ones that do not (their
+    addresses as code, so that they copy exactly)."""
     reachability = server_reachability(settings)
     down = [name for name, up in reachability.items() if not up]
     if not down:
         return
     where = _server_descriptions(settings, down)
     if len(down) < len(reachability):
-        st.caption(f"Not reachable now: {where}; their models are left out until they answer.")
+        note = f"Not reachable now: {where}; their models are left out until they answer."
+        st.caption(message_markdown(note))
         return
     ollama_variable = env_name("ollama_hosts" if settings.ollama_hosts else "ollama_host")
     openai_variables = f"{env_name('openai_base_url')} or {env_name('openai_servers')}"
     st.warning(
-        f"No model server is reachable ({where}); start Ollama with `ollama serve` (or "
-        "`docker compose up -d ollama`) or an OpenAI-compatible server, or point "
-        f"{ollama_variable} or {openai_variables} at a running one, and until then chat shows "
-        "the best matching passages instead of answers."
+        message_markdown(
+            f"No model server is reachable ({where}); start Ollama with `ollama serve` (or "
+            "`docker compose up -d ollama`) or an OpenAI-compatible server, or point "
+            f"{ollama_variable} or {openai_variables} at a running one, and until then chat "
+            "shows the best matching passages instead of answers."
+        )
     )
 
 
