@@ -57,6 +57,34 @@ def test_an_upload_is_saved_under_a_safe_name_and_ingested(ui_app_env: AppEnv) -
     assert metric(app, "added") == "1"
 
 
+def test_two_uploads_of_one_name_are_both_ingested_and_the_renaming_said(
+    ui_app_env: AppEnv,
+) -> None:
+    app = switch(new_app(), "library")
+    app.file_uploader[0].set_value(
+        [
+            (
+                "notes.md",
+                b"# Team A\n\nTeam A meets on Mondays at the boathouse.\n",
+                "text/markdown",
+            ),
+            (
+                "notes.md",
+                b"# Team B\n\nTeam B meets on Fridays at the lighthouse.\n",
+                "text/markdown",
+            ),
+        ]
+    )
+    app.button(key="FormSubmitter:upload-Ingest uploads").click().run()
+    no_exception(app)
+    assert metric(app, "added") == "2"
+    assert {"notes.md", "notes-2.md"} <= set(documents(app))
+    [info] = [shown(i.value) for i in app.info]
+    assert (
+        info == "notes.md was saved as notes-2.md: another file in this upload has the same name."
+    )
+
+
 def test_an_upload_over_the_limit_is_refused(
     ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

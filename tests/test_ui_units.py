@@ -135,6 +135,24 @@ def test_save_uploads_refuses_files_over_the_limit(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["small.md"]
 
 
+def test_two_files_of_one_name_in_one_upload_are_both_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "uploads"
+    outcome = save_uploads(
+        [
+            _Upload("notes.md", b"Team A meets on Mondays."),  # teamA/notes.md
+            _Upload("notes.md", b"Team B meets on Fridays."),  # teamB/notes.md
+            _Upload("notes.md", b"Team B meets on Fridays."),  # the same file again
+            _Upload("notes-2.md", b"A file of that name of its own."),
+        ],
+        folder,
+        max_mb=1,
+    )
+    assert [p.name for p in outcome.saved] == ["notes.md", "notes-2.md", "notes-2-2.md"]
+    assert outcome.renamed == [("notes.md", "notes-2.md"), ("notes-2.md", "notes-2-2.md")]
+    assert (folder / "notes.md").read_bytes() == b"Team A meets on Mondays."
+    assert (folder / "notes-2.md").read_bytes() == b"Team B meets on Fridays."
+
+
 def test_marks_add_up_to_win_rates(tmp_path: Path) -> None:
     path = tmp_path / "data" / "marks.jsonl"
     append_mark(path, "q1", ["a", "b"], "a")

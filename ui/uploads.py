@@ -56,13 +56,19 @@ def _ascii(text: str) -> str:
 class SavedUploads:
     saved: list[Path] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (name, saved as)
 
 
 def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploads:
     """Save each file within the size limit under its sanitized name (replacing an earlier
-    upload of that name, which ingest then updates); refuse the others with a reason."""
+    upload of that name, which ingest then updates); refuse the others with a reason. Two
+    different files of one name in one upload (`a/notes.md` and `b/notes.md`: the browser
+    sends names without folders) are both kept, the second as `notes-2.md`, and listed in
+    `renamed`; the same file twice is saved once."""
     outcome = SavedUploads()
     folder.mkdir(parents=True, exist_ok=True)
+    names: set[str] = set()  # the names saved in this upload
+    kept: set[tuple[str, bytes]] = set()  # (name, content) of the files saved
     for upload in files:
         if upload.size > max_mb * 1024 * 1024:
             reason = (
@@ -72,10 +78,31 @@ def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploa
             )
             outcome.refused.append((upload.name, reason))
             continue
-        target = folder / sanitize_filename(upload.name)
-        _write_atomically(target, upload.getvalue())
+        data = upload.getvalue()
+        name = sanitize_filename(upload.name)
+        if (name, data) in kept:
+            continue
+        kept.add((name, data))
+        if name in names:
+            name = _free_name(name, names)
+            outcome.renamed.append((upload.name, name))
+        names.add(name)
+        target = folder / name
+        _write_atomically(target, data)
         outcome.saved.append(target)
     return outcome
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`notes-2.md`, `notes-3.md`, …: the first not taken."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    for n in range(2, len(taken) + 2):
+        candidate = f"{stem}-{n}.{suffix}" if suffix else f"{stem}-{n}"
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable: len(taken) + 1 names cannot all be taken")
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ from ui.uploads import save_uploads, upload_limit_words, uploads_dir
 
 REPORT = "library_report"  # this session's last ingest report
 REFUSED = "library_refused"  # this session's last refused uploads: (name, reason) pairs
+RENAMED = "library_renamed"  # and those saved under another name: (name, saved as) pairs
 CONFIRM = "library_delete"  # the doc_id whose deletion waits for a confirmation
 MIB = 1024 * 1024
 
@@ -137,6 +138,14 @@ def run_ingest(settings: Settings, roots: list[Path], prune: bool = False) -> No
     st.session_state[REPORT] = report
 
 
+def show_renamed(renamed: list[tuple[str, str]]) -> None:
+    for name, saved_as in renamed:
+        st.info(
+            f"{escape_markdown(name)} was saved as {escape_markdown(saved_as)}: another file "
+            "in this upload has the same name."
+        )
+
+
 def show_refused(refused: list[tuple[str, str]]) -> None:
     for name, reason in refused:
         st.warning(f"{escape_markdown(name)} was not ingested: {message_markdown(reason)}")
@@ -145,6 +154,7 @@ def show_refused(refused: list[tuple[str, str]]) -> None:
 def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> None:
     st.subheader("Last ingest")
     show_refused(refused)
+    show_renamed(st.session_state.get(RENAMED, []))
     if report is None:
         return
     figures = ("added", "updated", "unchanged", "removed", "chunks_written")
@@ -189,6 +199,7 @@ def upload_form(settings: Settings) -> None:
         return
     outcome = save_uploads(list(files), uploads_dir(settings.data_dir), settings.upload_max_mb)
     st.session_state[REFUSED] = outcome.refused
+    st.session_state[RENAMED] = outcome.renamed
     st.session_state.pop(REPORT, None)
     if outcome.saved:
         run_ingest(settings, outcome.saved)
