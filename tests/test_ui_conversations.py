@@ -23,6 +23,7 @@ from tests.ui_helpers import (
     ask,
     new_app,
     no_exception,
+    ollama_id,
     page_text,
     shown,
 )
@@ -148,10 +149,28 @@ def test_a_conversation_is_saved_listed_and_reopened_after_a_reload(ui_app_env: 
     no_exception(reloaded)
     assert reloaded.chat_message[0].markdown[0].value.replace("\\", "") == LIGHTHOUSE_Q
     assert LIGHTHOUSE_A in reloaded.chat_message[1].markdown[0].value
+    assert reloaded.sidebar.selectbox[0].value == ollama_id("fake-llama3:8b")
     ask(reloaded, "And when was the lamp automated?")
     assert len(saved_files(ui_app_env)) == 1  # the same conversation, one turn longer
     turns = json.loads(saved.read_text(encoding="utf-8"))["turns"]
     assert len(turns) == 4
+
+
+def test_a_reopened_conversation_goes_on_with_the_model_that_answered_it(
+    ui_app_env: AppEnv,
+) -> None:
+    mistral = ollama_id("fake-mistral:7b")  # not KB_MODEL, which a new session starts on
+    app = new_app().run()
+    app.sidebar.selectbox[0].set_value(mistral).run()
+    ask(app, LIGHTHOUSE_Q)
+    [saved] = saved_files(ui_app_env)
+
+    reloaded = new_app()
+    reloaded.query_params["c"] = saved.stem
+    reloaded.run()
+    no_exception(reloaded)
+    assert reloaded.sidebar.selectbox[0].value == mistral
+    assert new_app().run().sidebar.selectbox[0].value == ollama_id("fake-llama3:8b")
 
 
 def test_new_reopen_rename_and_delete_from_the_sidebar(ui_app_env: AppEnv) -> None:

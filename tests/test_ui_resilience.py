@@ -16,6 +16,7 @@ from tests.ui_helpers import (
     ask,
     new_app,
     no_exception,
+    ollama_id,
     page_text,
     shown,
     switch,
@@ -23,6 +24,7 @@ from tests.ui_helpers import (
 from ui.plain import escape_markdown
 
 PAGES = ("chat", "compare", "library", "models", "evaluation")
+MISTRAL = ollama_id("fake-mistral:7b")
 
 
 def test_without_a_model_server_chat_searches_and_every_page_works(
@@ -84,6 +86,7 @@ def test_a_question_asked_as_ollama_goes_down_and_comes_back_is_answered(
 ) -> None:
     app = new_app().run()
     assert app.title[0].value == "Chat"
+    app.sidebar.selectbox[0].set_value(MISTRAL).run()  # not the first model listed
     fake_ollama.stop()
     _servers_checked_again()  # the mode switches on the run the question starts
     ask(app, LIGHTHOUSE_Q)
@@ -98,6 +101,9 @@ def test_a_question_asked_as_ollama_goes_down_and_comes_back_is_answered(
     assert app.title[0].value == "Chat"
     assert len(app.chat_message) == 4
     assert LIGHTHOUSE_A in app.chat_message[3].markdown[0].value  # answered by the model
+    # ... the model the user picked before the outage, not the first one listed
+    assert app.sidebar.selectbox[0].value == MISTRAL
+    assert app.session_state["chat_turns"][-1]["result"].model == MISTRAL
 
 
 def test_a_question_asked_as_the_server_drops_out_unseen_is_one_sentence(

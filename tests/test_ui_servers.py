@@ -76,6 +76,20 @@ def test_chat_and_compare_pickers_list_the_models_of_both_servers(
     assert all(LIGHTHOUSE_A in text for text in columns)
 
 
+def test_a_kb_model_no_server_offers_is_said_under_the_picker(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KB_MODEL", "llama3.2")  # the default, not pulled
+    app = new_app().run()
+    no_exception(app)
+    assert app.sidebar.selectbox[0].value == ollama_id("fake-llama3:8b")  # KB_MODELS' first
+    [note] = [shown(c.value) for c in app.sidebar.caption if "KB_MODEL" in shown(c.value)]
+    assert note.startswith("KB_MODEL (llama3.2) is not offered by any reachable server")
+    assert "`ollama pull llama3.2`" in note
+    monkeypatch.setenv("KB_MODEL", "fake-mistral:7b")
+    assert not [c for c in new_app().run().sidebar.caption if "KB_MODEL" in shown(c.value)]
+
+
 def test_an_old_bare_name_in_the_session_selects_its_model(fake_server: FakeBackend) -> None:
     app = new_app()
     app.session_state["chat_model"] = "fake-small"  # what a session held before model ids

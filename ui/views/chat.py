@@ -28,9 +28,16 @@ from ui.answer_view import (
     show_search_results,
 )
 from ui.conversation_panel import conversation_panel, reopen_from_address, save_conversation
-from ui.models_choice import kept_choice, model_choices, model_label, no_model_message
+from ui.models_choice import (
+    find_model,
+    kept_choice,
+    model_choices,
+    model_label,
+    no_model_message,
+    split_model_id,
+)
 from ui.parallel import WAITING, stream_side_by_side
-from ui.plain import escape_markdown, show_error, show_text
+from ui.plain import escape_markdown, message_markdown, show_error, show_text
 from ui.resources import (
     get_services,
     listed_models,
@@ -40,7 +47,11 @@ from ui.resources import (
 )
 
 TURNS = "chat_turns"  # this session's conversation: list of turn dicts
-MODEL = "chat_model"  # this session's model choice: a model id (older sessions: a bare name)
+MODEL = "chat_model"  # the picker's key: a model id (older sessions: a bare name)
+# The same choice where the picker cannot drop it: Streamlit forgets a widget's key after a run
+# that does not draw it (any run while no server answers), and the choice came back as the
+# first model offered.
+CHOICE = "chat_model_choice"
 # The chat input's key. Its label changes with the mode (answers or search alone); without a
 # key of its own, that change gave it a new identity and a question typed meanwhile was lost.
 QUESTION = "chat_question"
@@ -74,25 +85,49 @@ def chain_history(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
     return history
 
 
+def answered_by(turns: list[dict[str, Any]]) -> str | None:
+    """The model of the conversation's last answer (a reopened conversation's), or None."""
+    models = [turn["result"].model for turn in turns if turn["role"] == "assistant"]
+    return models[-1] if models else None
+
+
 def pick_model(settings: Settings) -> str | None:
-    """This session's model (a model id), without drawing anything: its earlier choice while a
-    reachable server offers it, else the first model offered; None when none is."""
+    """This session's model (a model id), without drawing anything: its earlier choice (kept
+    through runs without a server), else the model of the open conversation's last answer,
+    while a reachable server offers it; else the first model offered (KB_MODEL when a server
+    offers it); None when none is."""
     choices = model_choices(settings, listed_models(settings))
     if not choices:
         return None
-    st.session_state[MODEL] = kept_choice(st.session_state.get(MODEL), choices) or choices[0]
-    return str(st.session_state[MODEL])
+    earlier = st.session_state.get(MODEL) or st.session_state.get(CHOICE)
+    choice = (
+        kept_choice(earlier, choices)
+        or kept_choice(answered_by(st.session_state[TURNS]), choices)
+        or choices[0]
+    )
+    st.session_state[MODEL] = st.session_state[CHOICE] = choice
+    return str(choice)
 
 
 def model_picker(settings: Settings) -> None:
     """The sidebar's model picker: every model of every reachable server, shown with its
-    server, on the choice `pick_model` made (or why there is none)."""
+    server, on the choice `pick_model` made (or why there is none); under it, a note when no
+    server offers KB_MODEL, the model a new conversation would otherwise start on."""
     listed = listed_models(settings)
     choices = model_choices(settings, listed)
     if not choices:
         st.sidebar.error(no_model_message(settings, listed))
         return
     st.sidebar.selectbox("Model", choices, key=MODEL, format_func=model_label)
+    if find_model(settings.model, listed) is None:
+        name = split_model_id(settings.model)[0]
+        st.sidebar.caption(
+            message_markdown(
+                f"KB_MODEL ({settings.model}) is not offered by any reachable server, so the "
+                f"first model listed is chosen; pull it with `ollama pull {name}`, or set "
+                "KB_MODEL to one listed here."
+            )
+        )
 
 
 def newest_answer(turns: list[dict[str, Any]]) -> int | None:
