@@ -43,6 +43,14 @@ def test_three_models_answer_side_by_side(ui_app_env: AppEnv, fake_ollama: FakeO
     assert len(app.get("progress")) == len(MODELS)  # context used, one bar per column
 
 
+def test_the_models_chosen_stay_chosen_after_a_visit_to_another_page(ui_app_env: AppEnv) -> None:
+    app = compare(switch(new_app(), "compare"), LIGHTHOUSE_Q, MODELS[1:])  # not the first two
+    switch(app, "chat")
+    switch(app, "compare")
+    no_exception(app)
+    assert app.multiselect[0].value == MODELS[1:]
+
+
 def test_a_mark_is_appended_and_counted(ui_app_env: AppEnv) -> None:
     app = compare(switch(new_app(), "compare"), LIGHTHOUSE_Q, MODELS[:2])
     assert app.radio[0].options == [label(MODELS[0]), label(MODELS[1]), "a tie"]

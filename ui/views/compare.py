@@ -26,7 +26,10 @@ from ui.plain import escape_markdown, show_error
 from ui.resources import listed_models, models_reachable, page_start, ready_services
 
 RUN = "compare_run"  # this session's last comparison: question, models, results, mark
-MODELS = "compare_models"  # this session's model ids (older sessions: bare names)
+MODELS = "compare_models"  # the picker's key: model ids (older sessions: bare names)
+# The same choice where the picker cannot drop it: Streamlit forgets a widget's key after a run
+# that does not draw it (another page, or no server answering).
+CHOSEN = "compare_models_chosen"
 MIN_MODELS, MAX_MODELS = 2, 4
 TICK_S = 0.25  # how often the page redraws while the models read (and so sees a Stop)
 WAITING_WORDS = "Finding passages and asking the model… {:.0f} s"
@@ -34,9 +37,8 @@ WAITING_WORDS = "Finding passages and asking the model… {:.0f} s"
 
 def ask_form(choices: list[str]) -> tuple[str, list[str]] | None:
     # keep this session's choice (old bare names as their ids), less models no server offers
-    st.session_state[MODELS] = kept_choices(
-        st.session_state.get(MODELS, choices[:MIN_MODELS]), choices
-    )
+    earlier = st.session_state.get(MODELS) or st.session_state.get(CHOSEN, choices[:MIN_MODELS])
+    st.session_state[MODELS] = st.session_state[CHOSEN] = kept_choices(earlier, choices)
     with st.form("compare"):
         question = st.text_area("Question", height=80)
         models = st.multiselect(
