@@ -156,6 +156,36 @@ def test_a_conversation_is_saved_listed_and_reopened_after_a_reload(ui_app_env: 
     assert len(turns) == 4
 
 
+def test_a_conversation_whose_answer_was_stopped_is_saved_and_listed(
+    ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit as st
+
+    import ui.parallel
+
+    streamed = ui.parallel.stream_side_by_side
+
+    def stopped_after_the_first_words(*args: Any, **kwargs: Any) -> Any:
+        lanes = streamed(*args, **kwargs)
+        for lane, event in lanes:
+            yield lane, event
+            if isinstance(event, str):  # what a Stop click does: the script ends mid-stream
+                lanes.close()
+                st.stop()
+
+    monkeypatch.setattr(ui.parallel, "stream_side_by_side", stopped_after_the_first_words)
+    app = ask(new_app().run(), LIGHTHOUSE_Q)
+    assert saved_files(ui_app_env) == []  # the run that streamed it ended before saving
+    app.run()  # the run the Stop click starts
+    no_exception(app)
+    [saved] = saved_files(ui_app_env)
+    turns = json.loads(saved.read_text(encoding="utf-8"))["turns"]
+    assert [t["role"] for t in turns] == ["user", "stopped"] and turns[1]["content"]
+    assert conversation_buttons(app) == [LIGHTHOUSE_Q]
+    app.run()
+    assert len(saved_files(ui_app_env)) == 1
+
+
 def test_a_reopened_conversation_goes_on_with_the_model_that_answered_it(
     ui_app_env: AppEnv,
 ) -> None:

@@ -57,6 +57,7 @@ CHOICE = "chat_model_choice"
 QUESTION = "chat_question"
 STOP = "chat_stop"
 STOPPED = "stopped"  # the role of an answer cut short: its text so far, kept as it streams
+UNSAVED_STOP = "chat_unsaved_stop"  # the `stopped` turn of the answer streaming now
 TICK_S = 0.25  # how often the page redraws while it waits for the model (and so sees a Stop)
 LIBRARY_PAGE = "views/library.py"
 # Keeps the newest answer in view while it streams, until the user scrolls up; a fixed script
@@ -187,6 +188,7 @@ def stream_answer(
     stop.button("Stop", key=STOP, icon=":material/stop_circle:")
     kept = {"role": STOPPED, "content": ""}
     st.session_state[TURNS].append(kept)
+    st.session_state[UNSAVED_STOP] = kept
     text, outcome = "", None
     open_chain = ready_services(settings).open_chain
     lanes = stream_side_by_side(open_chain, question, [model], history, tick_s=TICK_S)
@@ -206,6 +208,7 @@ def stream_answer(
     sign.empty()
     stop.empty()
     st.session_state[TURNS].remove(kept)
+    st.session_state.pop(UNSAVED_STOP, None)
     if isinstance(outcome, AnswerResult) and outcome.answer:
         body.markdown(linked_answer(outcome, f"t{len(st.session_state[TURNS])}"))
     assert outcome is not None
@@ -267,6 +270,17 @@ def keep_error(settings: Settings, err: KBError) -> None:
     show_kb_error(str(err), empty)
 
 
+def save_stopped_answer(settings: Settings) -> None:
+    """Save the conversation once its last answer was stopped: the run that streamed it ended
+    mid-stream (a Stop click ends the script), before it could save, and a conversation whose
+    every answer was stopped was never listed, so a reload lost it."""
+    turns = st.session_state[TURNS]
+    stopped = st.session_state.get(UNSAVED_STOP)
+    if stopped is not None and turns and turns[-1] is stopped:
+        st.session_state.pop(UNSAVED_STOP)
+        save_conversation(settings, TURNS)
+
+
 def store_is_empty(settings: Settings) -> bool:
     """Whether the store holds no chunk (False when it cannot be opened: the question will
     say why)."""
@@ -317,6 +331,7 @@ def main() -> None:
             show_turn(turn, settings, index, newest=index == newest)
     if not question:
         first_visit_guide(settings)
+        save_stopped_answer(settings)
         return
     st.session_state[TURNS].append({"role": "user", "content": question})
     st.iframe(FOLLOW_SCRIPT, height=1)
