@@ -28,7 +28,9 @@ def test_the_models_table_and_pull_commands(
     assert llama["KV cache (MiB)"] == 512.0  # 2 (K,V) x 8 heads x 128 x 32 layers x 2 B x 4096
     tiny = rows["fake-tiny:1b"]  # pulled but not configured: listed too, under the cap
     assert (tiny["window"], tiny["window from"]) == (2048, "the model's trained context")
-    assert not rows["fake-phi3:3.8b"]["available"] and not rows["fake-phi3:3.8b"]["default"]
+    phi3 = rows["fake-phi3:3.8b"]  # configured, on no server: nothing known, said as blanks
+    assert not phi3["available"] and not phi3["default"]
+    assert (phi3["family"], phi3["parameters"], phi3["quantization"]) == ("", "", "")
     assert sum(row["default"] for row in rows.values()) == 1
     [commands] = [c.value for c in app.code]
     assert commands.splitlines() == [

@@ -77,7 +77,7 @@ def require_password(settings: Settings) -> None:
 
     token = _session_token(expected)
     st.title(APP_NAME)
-    with st.form("kb-password"):
+    with st.form("kb-password", clear_on_submit=True):  # a wrong password is not kept shown
         given = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Unlock")
     if submitted:

@@ -41,6 +41,7 @@ def window_from(row: dict[str, Any], settings: Settings) -> str:
     return source
 
 
+TEXT_COLUMNS = ("family", "parameters", "quantization", "license")
 # What a reader needs first, left, so it shows without scrolling; the rest after.
 FIRST = ("model", "server", "available", "default", "window", "window from")
 
@@ -51,6 +52,8 @@ def table_rows(rows: list[dict[str, Any]], settings: Settings) -> list[dict[str,
     for row in rows:
         cells = {label: row[key] for key, label in COLUMNS.items()}
         cells["server"] = cells["server"] or "(none)"
+        for name in TEXT_COLUMNS:  # what a server does not say: blank, not "None"
+            cells[name] = cells[name] or ""
         cells["window from"] = window_from(row, settings)
         cells["default"] = row["id"] == default
         shown.append({name: cells[name] for name in FIRST} | cells)
