@@ -122,15 +122,20 @@ class _Upload:
 
 
 def test_save_uploads_refuses_files_over_the_limit(tmp_path: Path) -> None:
-    limit_mb = 1 / 1024  # 1 KiB
+    # megabytes as Streamlit's uploader counts them (1,000,000 bytes): the size the page shows
+    # beside the file is the size the refusal gives
     outcome = save_uploads(
-        [_Upload("../small.md", b"# ok\n"), _Upload("big.md", b"x" * 2048)],
+        [
+            _Upload("../small.md", b"# ok\n"),
+            _Upload("big.md", b"x" * 1_500_000),
+            _Upload("edge.md", b"x" * 1_010_000),  # under 1 MiB, over 1 MB
+        ],
         tmp_path / "uploads",
-        limit_mb,
+        max_mb=1,
     )
     assert outcome.saved == [tmp_path / "uploads" / "small.md"]
-    assert [name for name, _ in outcome.refused] == ["big.md"]
-    assert "over the upload limit of 0.000976562 MB" in outcome.refused[0][1]
+    assert [name for name, _ in outcome.refused] == ["big.md", "edge.md"]
+    assert "its 1.5 MB are over the upload limit of 1 MB" in outcome.refused[0][1]
     assert "`KB_UPLOAD_MAX_MB`" in outcome.refused[0][1]
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["small.md"]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 MAX_NAME_CHARS = 120
+MB = 1_000_000  # a megabyte as Streamlit's uploader writes a file's size ("28.3MB")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\- ]+")
 _RUNS = re.compile(r"[_ ]{2,}")
 
@@ -70,9 +71,9 @@ def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploa
     names: set[str] = set()  # the names saved in this upload
     kept: set[tuple[str, bytes]] = set()  # (name, content) of the files saved
     for upload in files:
-        if upload.size > max_mb * 1024 * 1024:
+        if upload.size > max_mb * MB:
             reason = (
-                f"its {upload.size / 1048576:.1f} MB are over the upload limit of "
+                f"its {upload.size / MB:.1f} MB are over the upload limit of "
                 f"{upload_limit_words(max_mb)}; to allow larger files raise `KB_UPLOAD_MAX_MB` "
                 "(and Streamlit's `server.maxUploadSize` in .streamlit/config.toml with it)."
             )
