@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -104,32 +105,47 @@ class AnswerResult:
         return any(c.n in scanned for c in self.citations)
 
 
+# Takes the store for one retrieval (`SharedStore.use`): a chain given one holds the embedded
+# store's folder lock while it retrieves, not while a model writes the answer (seconds to
+# minutes on a CPU), so that an ingest or another `rag ask` gets the lock meanwhile.
+StoreLease = Callable[[], AbstractContextManager[Store]]
+
+
 class Chain:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: Store | StoreLease,
         embedder: Embedder,
         models: ModelHub,
         params: RetrievalParams | None = None,
         calibration: Calibration | None = None,
     ) -> None:
+        """`store`: an open store, used for the chain's life, or a `StoreLease`, taken for each
+        retrieval."""
         self.settings = settings
-        self.store = store
+        self.lease: StoreLease = store if callable(store) else (lambda: nullcontext(store))
+        self.embedder = embedder
         self.models = models
-        params = params or RetrievalParams(candidates=settings.retrieval_candidates)
-        self.retriever = Retriever(store, embedder, params)
+        self.params = params or RetrievalParams(candidates=settings.retrieval_candidates)
+        # one retriever over an open store keeps what it reads once (BM25 settings, identity)
+        self.retriever = None if callable(store) else Retriever(store, embedder, self.params)
         self.calibration = calibration or Calibration(settings.data_dir)
 
     # -- retrieval only --
 
     def search(self, query: str, filters: SearchFilters | None = None) -> list[Passage]:
-        if self.store.count_chunks() == 0:
-            raise EmptyKnowledgeBaseError(
-                "The knowledge base is empty; add documents with `python -m ingest ./docs` "
-                "or on the app's Library page."
-            )
-        return self.retriever.search(query, filters)
+        """The passages for `query`, best first. Raises `EmptyKnowledgeBaseError` and the
+        store's `KBError`s (a locked or unreachable store)."""
+        self.embedder.load()  # seconds on first use: not while holding the store
+        with self.lease() as store:
+            if store.count_chunks() == 0:
+                raise EmptyKnowledgeBaseError(
+                    "The knowledge base is empty; add documents with `python -m ingest ./docs` "
+                    "or on the app's Library page."
+                )
+            retriever = self.retriever or Retriever(store, self.embedder, self.params)
+            return retriever.search(query, filters)
 
     def facts(self, model: str) -> ModelFacts:
         """The model's facts with the window kb packs for (see `rag.models.window_facts`)."""

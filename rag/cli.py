@@ -103,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.run
 
     def run() -> int:
-        with build_services(load_settings()) as services:
+        # shared, let go at once: `ask` holds the embedded store for its retrieval only, not
+        # while the answer is written, so that other `rag ask`s and an ingest get it meanwhile
+        with build_services(load_settings(), shared_store=True, store_idle_s=0) as services:
             return command(args, services)
 
     return run_reporting_errors(run)

@@ -420,6 +420,11 @@ class Embedder:
             lambda tmp: _quantize(fp32, tmp, self.isa),
         )
 
+    def load(self) -> None:
+        """Load the model now (and, for an ONNX backend, open its sessions), if not loaded yet.
+        Raises `EmbedderLoadError`."""
+        self.model  # noqa: B018 (a cached property: loading is the point)
+
     @property
     def runtime(self) -> _OnnxRuntime:
         self.model  # noqa: B018 - loading the model opens the sessions

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from rag.calibration import Calibration
-from rag.chain import Chain
+from rag.chain import Chain, StoreLease
 from rag.embeddings import Embedder
 from rag.llm import open_models
 from rag.llm.base import ChatBackend
@@ -43,12 +43,17 @@ class Services:
             return self.shared_store.use(lock_wait_s)
         return open_store(self.settings, lock_wait_s, self.embedder)
 
-    def chain(self, store: Store, params: RetrievalParams | None = None) -> Chain:
+    def chain(self, store: Store | StoreLease, params: RetrievalParams | None = None) -> Chain:
         return Chain(self.settings, store, self.embedder, self.models, params, self.calibration)
 
     @contextmanager
     def open_chain(self, params: RetrievalParams | None = None) -> Iterator[Chain]:
-        """A chain over the store, held for the block."""
+        """A chain over the store. A shared store is taken for each retrieval only, and let go
+        when idle (`SharedStore`), so an answer being written does not hold it; any other store
+        is held for the block."""
+        if self.shared_store is not None:
+            yield self.chain(self.shared_store.use, params)
+            return
         with self.open_store() as store:
             yield self.chain(store, params)
 
@@ -71,14 +76,17 @@ def build_services(
     extra_backends: Sequence[ChatBackend] = (),
     models: ModelHub | None = None,
     shared_store: bool = False,
+    store_idle_s: float = 2.0,
 ) -> Services:
     """Build everything once. Opening nothing yet: no connection is made and no model loaded
-    until first used. `shared_store` keeps one store open across operations (the app)."""
+    until first used. `shared_store` keeps one store open across operations and lets go of it
+    after `store_idle_s` seconds unused (the app; `rag ask`, with 0)."""
     embedder = embedder or Embedder(settings)
+    shared = SharedStore(settings, store_idle_s, embedder) if shared_store else None
     return Services(
         settings=settings,
         models=models or open_models(settings, extra_backends),
         embedder=embedder,
         calibration=Calibration(settings.data_dir),
-        shared_store=SharedStore(settings, embedder=embedder) if shared_store else None,
+        shared_store=shared,
     )

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from rag.errors import (
 from rag.retrieve import Passage, RetrievalParams
 from rag.service import build_services
 from rag.settings import Settings
+from rag.store import open_store
 
 FACTS = {
     "harbour.md": "# Harbour\n\n## Moorings\n\nThe harbour master of Lisvik is Oda Brekke. "
@@ -292,6 +294,29 @@ def test_empty_knowledge_base_says_how_to_add_documents(
 ) -> None:
     with pytest.raises(EmptyKnowledgeBaseError, match="python -m ingest"):
         ask(settings_factory(), embedder, "Anything?")
+
+
+def test_a_chain_over_the_shared_store_lets_go_of_it_while_the_answer_is_written(
+    kb: Settings, embedder: Any
+) -> None:
+    """The app and `rag ask` take the embedded store for retrieval only: while a model writes
+    its answer (minutes on a CPU) an ingest or another `rag ask` can open it."""
+    with (
+        build_services(kb, embedder=embedder, shared_store=True) as services,
+        services.open_chain() as chain,
+    ):
+        events = chain.stream("Who bakes rye bread on Fridays?")
+        assert isinstance(next(events), str)  # retrieval is over; the answer is coming
+        shared = services.shared_store
+        assert shared is not None
+        deadline = time.monotonic() + 2 * shared.idle_s + 5
+        while shared.is_open:  # let go once idle
+            assert time.monotonic() < deadline, "the store is still held mid-answer"
+            time.sleep(0.05)
+        with open_store(kb, lock_wait_s=0) as store:  # what another process does meanwhile
+            assert store.count_chunks() > 0
+        result = list(events)[-1]
+    assert isinstance(result, AnswerResult) and "Ansgar Holm" in result.answer
 
 
 def test_cli_ask_json_has_every_field(

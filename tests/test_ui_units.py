@@ -447,10 +447,8 @@ def test_loading_the_embedder_puts_what_the_process_holds_out_of_the_collectors_
     class Loads:
         loaded = False
 
-        @property
-        def model(self) -> object:
+        def load(self) -> None:
             Loads.loaded = True
-            return object()
 
     gc.unfreeze()
     try:

@@ -80,7 +80,7 @@ def _load_and_freeze(embedder: Embedder) -> None:
     100-400 ms (seen on this 2-core machine) while a question waits for its script to start
     (tests/bench_ui_first_sign.py). Runs once per process; frozen objects are long-lived
     anyway."""
-    embedder.model  # noqa: B018 (a cached property: loading is the point)
+    embedder.load()
     gc.freeze()
 
 
