@@ -72,7 +72,7 @@ def test_an_earlier_answer_shows_its_sources_and_links_on_demand(
     no_exception(app)
     # the first answer (turn 1) is now an earlier one: its text, unlinked, and a closed switch
     [switch] = app.toggle
-    assert switch.label == "Sources and details (4 passages, 1 cited)"
+    assert switch.label == "Sources and details (4 passages, 1 cited by the model)"
     text = page_text(app)
     assert f"{LIGHTHOUSE_A} from granite quarried on the island. [1]" in text
     assert "#kb-t1-" not in text and 'id="kb-t1-' not in text

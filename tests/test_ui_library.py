@@ -84,6 +84,14 @@ def test_two_uploads_of_one_name_are_both_ingested_and_the_renaming_said(
         info == "notes.md was saved as notes-2.md: another file in this upload has the same name."
     )
 
+    kitchen = b"# Kitchen\n\nThe kitchen opens at seven.\n"
+    app.file_uploader[0].set_value([("notes.md", kitchen, "text/markdown")])
+    app.button(key="FormSubmitter:upload-Ingest uploads").click().run()
+    no_exception(app)
+    assert metric(app, "updated") == "1"
+    [info] = [shown(i.value) for i in app.info]
+    assert info.startswith("notes.md replaced the earlier upload of that name, whose text is no")
+
 
 def test_an_upload_over_the_limit_is_refused(
     ui_app_env: AppEnv, monkeypatch: pytest.MonkeyPatch

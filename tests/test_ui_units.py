@@ -156,6 +156,15 @@ def test_two_files_of_one_name_in_one_upload_are_both_kept(tmp_path: Path) -> No
     assert outcome.renamed == [("notes.md", "notes-2.md"), ("notes-2.md", "notes-2-2.md")]
     assert (folder / "notes.md").read_bytes() == b"Team A meets on Mondays."
     assert (folder / "notes-2.md").read_bytes() == b"Team B meets on Fridays."
+    assert outcome.replaced == []
+
+    # a later upload of a saved name replaces it (an updated version), and says so when the
+    # content differs
+    again = save_uploads([_Upload("notes.md", b"Team A meets on Mondays.")], folder, max_mb=1)
+    assert again.replaced == [] and again.saved == [folder / "notes.md"]
+    other = save_uploads([_Upload("notes.md", b"Kitchen notes.")], folder, max_mb=1)
+    assert other.replaced == ["notes.md"]
+    assert (folder / "notes.md").read_bytes() == b"Kitchen notes."
 
 
 def test_marks_add_up_to_win_rates(tmp_path: Path) -> None:

@@ -162,12 +162,18 @@ def citation_kinds(result: AnswerResult) -> dict[int, str]:
     return kinds
 
 
-def sources_title(result: AnswerResult) -> str:
+def cited_words(result: AnswerResult) -> str:
+    """`6 passages, 1 cited by the model, 1 attributed by kb` (the last part only when kb
+    attributed any): the sources' title and an earlier answer's switch say the same."""
     kinds = citation_kinds(result)
     written = sum(kind == "written" for kind in kinds.values())
     attributed = len(kinds) - written
-    title = f"Sources: {len(result.passages)} passages, {written} cited by the model"
-    return title + (f", {attributed} attributed by kb" if attributed else "")
+    words = f"{len(result.passages)} passages, {written} cited by the model"
+    return words + (f", {attributed} attributed by kb" if attributed else "")
+
+
+def sources_title(result: AnswerResult) -> str:
+    return f"Sources: {cited_words(result)}"
 
 
 def sources_panel(result: AnswerResult, key: str = "") -> None:
@@ -269,9 +275,8 @@ def show_answer(result: AnswerResult, settings: Settings, key: str = "") -> None
 
 def details_label(result: AnswerResult) -> str:
     """The switch that opens an earlier answer's details: `Sources and details (6 passages, 1
-    cited)`."""
-    cited = len(citation_kinds(result))
-    return f"Sources and details ({len(result.passages)} passages, {cited} cited)"
+    cited by the model)`."""
+    return f"Sources and details ({cited_words(result)})"
 
 
 def show_earlier_answer(result: AnswerResult, settings: Settings, key: str = "") -> None:

@@ -58,11 +58,13 @@ class SavedUploads:
     saved: list[Path] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (name, saved as)
+    replaced: list[str] = field(default_factory=list)  # saved names whose earlier file differed
 
 
 def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploads:
     """Save each file within the size limit under its sanitized name (replacing an earlier
-    upload of that name, which ingest then updates); refuse the others with a reason. Two
+    upload of that name, which ingest then updates, and listed in `replaced` when its content
+    differs); refuse the others with a reason. Two
     different files of one name in one upload (`a/notes.md` and `b/notes.md`: the browser
     sends names without folders) are both kept, the second as `notes-2.md`, and listed in
     `renamed`; the same file twice is saved once."""
@@ -89,6 +91,8 @@ def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploa
             outcome.renamed.append((upload.name, name))
         names.add(name)
         target = folder / name
+        if target.is_file() and target.read_bytes() != data:
+            outcome.replaced.append(name)
         _write_atomically(target, data)
         outcome.saved.append(target)
     return outcome

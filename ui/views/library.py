@@ -25,6 +25,7 @@ from ui.uploads import save_uploads, upload_limit_words, uploads_dir
 REPORT = "library_report"  # this session's last ingest report
 REFUSED = "library_refused"  # this session's last refused uploads: (name, reason) pairs
 RENAMED = "library_renamed"  # and those saved under another name: (name, saved as) pairs
+REPLACED = "library_replaced"  # and the names whose earlier upload they replaced
 CONFIRM = "library_delete"  # the doc_id whose deletion waits for a confirmation
 MIB = 1024 * 1024
 
@@ -146,6 +147,14 @@ def show_renamed(renamed: list[tuple[str, str]]) -> None:
         )
 
 
+def show_replaced(replaced: list[str]) -> None:
+    for name in replaced:
+        st.info(
+            f"{escape_markdown(name)} replaced the earlier upload of that name, whose text is "
+            "no longer searchable; to keep both, rename one and upload it again."
+        )
+
+
 def show_refused(refused: list[tuple[str, str]]) -> None:
     for name, reason in refused:
         st.warning(f"{escape_markdown(name)} was not ingested: {message_markdown(reason)}")
@@ -155,6 +164,7 @@ def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> 
     st.subheader("Last ingest")
     show_refused(refused)
     show_renamed(st.session_state.get(RENAMED, []))
+    show_replaced(st.session_state.get(REPLACED, []))
     if report is None:
         return
     figures = ("added", "updated", "unchanged", "removed", "chunks_written")
@@ -200,6 +210,7 @@ def upload_form(settings: Settings) -> None:
     outcome = save_uploads(list(files), uploads_dir(settings.data_dir), settings.upload_max_mb)
     st.session_state[REFUSED] = outcome.refused
     st.session_state[RENAMED] = outcome.renamed
+    st.session_state[REPLACED] = outcome.replaced
     st.session_state.pop(REPORT, None)
     if outcome.saved:
         run_ingest(settings, outcome.saved)
