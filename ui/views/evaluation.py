@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from ingest.notes import counted
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.eval_charts import show_charts
@@ -136,7 +137,8 @@ def run_evaluation(settings: Settings, request: dict[str, Any]) -> Path | None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{done} of {total} answers")
 
     def on_ingest(shown: str, files_done: int, chunks: int) -> None:
-        bar.progress(0.0, text=f"Ingesting the eval set: {files_done} files, {chunks} chunks")
+        done = f"{counted(files_done, 'file')} read, {counted(chunks, 'chunk')} written"
+        bar.progress(0.0, text=f"Ingesting the eval set (only what changed): {done}")
 
     try:
         return run_answers(
