@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.notes import counted, reading_notes
+from ingest.estimate import counted
+from ingest.notes import reading_notes
 from ingest.progress import IngestProgress
 from rag.errors import EXIT_ERROR, run_reporting_errors
 from rag.service import Services, build_services

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.notes import counted
 from ingest.walk import FoundFile
 
 # Rates measured on the project's 2-core CPU machine with the default embedder (README, "How
@@ -134,6 +133,12 @@ def rough_duration(seconds: float) -> str:
         minutes = round(seconds / 60)
         return "1 minute" if minutes == 1 else f"{minutes} minutes"
     return f"{round(seconds / 3600 * 2) / 2:g} hours"
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 file`, `2 files`: a count with its noun (regular English plurals only), as every
+    sentence about an ingest writes it (the plan, the summary, the reading notes, the app)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _size(n_bytes: int) -> str:

@@ -6,15 +6,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.estimate import counted
 from ingest.walk import UNREAD_FORMAT
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestReport
-
-
-def counted(n: int, noun: str) -> str:
-    """`1 file`, `2 files`: a count with its noun (regular English plurals only)."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def skipped_path_lines(skipped: list[dict[str, str]]) -> list[str]:

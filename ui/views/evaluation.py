@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from ingest.notes import counted
+from ingest.estimate import counted
 from rag.errors import KBError
 from rag.settings import Settings
 from ui.eval_charts import show_charts

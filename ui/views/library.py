@@ -9,8 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from ingest.estimate import IngestPlan
-from ingest.notes import counted, reading_notes
+from ingest.estimate import IngestPlan, counted
+from ingest.notes import reading_notes
 from ingest.pipeline import IngestReport, ingest
 from ingest.walk import find_files
 from ingest.writer import remove_document
