@@ -64,10 +64,9 @@ class SavedUploads:
 def save_uploads(files: list[Upload], folder: Path, max_mb: float) -> SavedUploads:
     """Save each file within the size limit under its sanitized name (replacing an earlier
     upload of that name, which ingest then updates, and listed in `replaced` when its content
-    differs); refuse the others with a reason. Two
-    different files of one name in one upload (`a/notes.md` and `b/notes.md`: the browser
-    sends names without folders) are both kept, the second as `notes-2.md`, and listed in
-    `renamed`; the same file twice is saved once."""
+    differs); refuse the others with a reason. Two different files of one name in one upload
+    (`a/notes.md` and `b/notes.md`: the browser sends names without folders) are both kept,
+    the second as `notes-2.md`, and listed in `renamed`; the same file twice is saved once."""
     outcome = SavedUploads()
     folder.mkdir(parents=True, exist_ok=True)
     names: set[str] = set()  # the names saved in this upload
