@@ -20,12 +20,10 @@ from rag.store import DocRecord, disk_bytes
 from ui.names import distinct_names
 from ui.plain import escape_markdown, message_markdown, show_error
 from ui.resources import get_services, page_start, ready_services
-from ui.uploads import save_uploads, upload_limit_words, uploads_dir
+from ui.uploads import SavedUploads, save_uploads, upload_limit_words, uploads_dir
 
 REPORT = "library_report"  # this session's last ingest report
-REFUSED = "library_refused"  # this session's last refused uploads: (name, reason) pairs
-RENAMED = "library_renamed"  # and those saved under another name: (name, saved as) pairs
-REPLACED = "library_replaced"  # and the names whose earlier upload they replaced
+UPLOADED = "library_uploaded"  # this session's last upload: its `SavedUploads`
 CONFIRM = "library_delete"  # the doc_id whose deletion waits for a confirmation
 MIB = 1024 * 1024
 
@@ -160,11 +158,12 @@ def show_refused(refused: list[tuple[str, str]]) -> None:
         st.warning(f"{escape_markdown(name)} was not ingested: {message_markdown(reason)}")
 
 
-def show_report(report: IngestReport | None, refused: list[tuple[str, str]]) -> None:
+def show_report(report: IngestReport | None, uploaded: SavedUploads | None) -> None:
     st.subheader("Last ingest")
-    show_refused(refused)
-    show_renamed(st.session_state.get(RENAMED, []))
-    show_replaced(st.session_state.get(REPLACED, []))
+    if uploaded is not None:
+        show_refused(uploaded.refused)
+        show_renamed(uploaded.renamed)
+        show_replaced(uploaded.replaced)
     if report is None:
         return
     figures = ("added", "updated", "unchanged", "removed", "chunks_written")
@@ -208,9 +207,7 @@ def upload_form(settings: Settings) -> None:
     if not submitted or not files:
         return
     outcome = save_uploads(list(files), uploads_dir(settings.data_dir), settings.upload_max_mb)
-    st.session_state[REFUSED] = outcome.refused
-    st.session_state[RENAMED] = outcome.renamed
-    st.session_state[REPLACED] = outcome.replaced
+    st.session_state[UPLOADED] = outcome
     st.session_state.pop(REPORT, None)
     if outcome.saved:
         run_ingest(settings, outcome.saved)
@@ -293,8 +290,9 @@ def main() -> None:
     st.subheader("Add documents")
     upload_form(settings)
     folder_form(settings)
-    if REPORT in st.session_state or st.session_state.get(REFUSED):
-        show_report(st.session_state.get(REPORT), st.session_state.get(REFUSED, []))
+    uploaded: SavedUploads | None = st.session_state.get(UPLOADED)
+    if REPORT in st.session_state or (uploaded is not None and uploaded.refused):
+        show_report(st.session_state.get(REPORT), uploaded)
     deleted: Any = st.session_state.pop("library_deleted", None)
     if deleted:
         st.success(f"Deleted {escape_markdown(deleted)}.")
