@@ -90,9 +90,20 @@ def message_markdown(message: str) -> str:
 
 
 def _text_with_addresses(text: str) -> str:
+    return _escaped_around(text, _ADDRESS, lambda match: f"`{match.group()}`")
+
+
+def _escaped_around(
+    text: str, pattern: re.Pattern[str], shown: Callable[[re.Match[str]], str | None]
+) -> str:
+    """`text` escaped as `escape_markdown` does, but for each match of `pattern` that `shown`
+    turns into markdown of kb's own (a match it gives None for stays text)."""
     pieces, last = [], 0
-    for match in _ADDRESS.finditer(text):
-        pieces += [escape_markdown(text[last : match.start()]), f"`{match.group()}`"]
+    for match in pattern.finditer(text):
+        markdown = shown(match)
+        if markdown is None:
+            continue
+        pieces += [escape_markdown(text[last : match.start()]), markdown]
         last = match.end()
     pieces.append(escape_markdown(text[last:]))
     return "".join(pieces)
@@ -102,16 +113,14 @@ def linked_citations(text: str, link: Callable[[int], str | None]) -> str:
     """`text` escaped as `escape_markdown` does, each `[n]` for which `link(n)` gives an anchor
     (`kb-a1-2`, letters, digits and dashes) made a link to `#anchor`: the only markup in the
     result is those links, built here from a number and an anchor of kb's."""
-    pieces, last = [], 0
-    for match in _CITATION.finditer(text):
+
+    def linked(match: re.Match[str]) -> str | None:
         anchor = link(int(match.group(1)))
         if anchor is None or not re.fullmatch(r"[A-Za-z0-9-]+", anchor):
-            continue
-        pieces.append(escape_markdown(text[last : match.start()]))
-        pieces.append(f"[\\[{int(match.group(1))}\\]](#{anchor})")
-        last = match.end()
-    pieces.append(escape_markdown(text[last:]))
-    return "".join(pieces)
+            return None
+        return f"[\\[{int(match.group(1))}\\]](#{anchor})"
+
+    return _escaped_around(text, _CITATION, linked)
 
 
 def show_error(err: BaseException) -> None:
