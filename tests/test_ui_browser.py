@@ -213,7 +213,10 @@ def test_a_first_session_from_an_empty_store_to_a_cited_answer_a_stop_and_ollama
             page.get_by_role("link", name="Open the Library").click()
             # 2. upload in the Library: one limit is written, kb's, in the uploader's label
             page.get_by_text("Upload files (up to 25 MB each)").wait_for()
-            assert page.get_by_test_id("stFileUploaderDropzoneInstructions").is_hidden()
+            # Streamlit's own ceiling is hidden by kb's style, which the browser applies a moment
+            # after it draws the label: wait for it rather than read it once
+            ceiling = page.get_by_test_id("stFileUploaderDropzoneInstructions")
+            sync_api.expect(ceiling).to_be_hidden(timeout=5_000)
             page.locator('input[type="file"]').set_input_files(str(upload))
             # the file is sent to the server on its own: submit once its size is shown
             size = f"{upload.stat().st_size:.1f}B"
