@@ -3,12 +3,12 @@
 A citation is *written* when the model wrote its `[n]`, *attributed* when kb found the passage.
 A sentence of the answer that carries no `[n]` of a packed passage is attributed to the packed
 passage that supports it best, by content-word overlap (`support`), when that support reaches
-`MIN_SUPPORT`; so is a sentence whose `[n]` names a passage that does not support it while
-another passage does, by `OVERRULE_MARGIN` more (the model picked the wrong number). Support
-counts the words the sentence adds to the question (the question's own words are in every
-retrieved passage, so they do not tell passages apart), each weighted by how few packed
-passages hold it; ties go to the passage sharing the most words overall, then to the
-better-ranked one. A sentence no passage supports stays uncited and is listed in
+`MIN_SUPPORT`. Support counts the words the sentence adds to the question (the question's own
+words are in every retrieved passage, so they do not tell passages apart), each weighted by how
+few packed passages hold it; ties go to the passage holding the larger weighted share of all the
+sentence's words (`Backing.whole`), then to the better-ranked one. A sentence with an `[n]` is
+attributed instead when another passage clearly backs it better (`Backing.outdoes`: the model
+picked the wrong number). A sentence no passage supports stays uncited and is listed in
 `Cited.uncited_sentences`. A refusal ("The provided passages do not contain the answer.") is
 never attributed, nor is any sentence of an answer that refuses.
 """
@@ -161,38 +161,59 @@ def support(
     passages holding it): a name found in one passage counts more than a word found in all.
     A word in no passage weighs 1."""
     words = content_words(sentence)
-    new = words - question_words or words
-    spread = spread or {}
-    weights = {word: 1 / max(1, spread.get(word, 0)) for word in new}
+    return _weighted_share(words - question_words or words, passage_words, spread or {})
+
+
+def _weighted_share(words: set[str], passage_words: set[str], spread: dict[str, int]) -> float:
+    weights = {word: 1 / max(1, spread.get(word, 0)) for word in words}
     total = sum(weights.values())
     held = sum(weight for word, weight in weights.items() if word in passage_words)
     return held / total if total else 0.0
 
 
-def best_passage(
-    sentence: str, passages: Sequence[set[str]], question_words: set[str]
-) -> tuple[int, float, list[float]]:
-    """(index, support) of the passage that supports the sentence best, and the support of
-    every passage."""
+@dataclass(frozen=True)
+class Backing:
+    """How well each packed passage backs one sentence: `support` (the words the sentence adds
+    to the question) and `whole`, the same weighted share of all its content words, the
+    question's included, which tells passages apart when the added words are in several."""
+
+    support: list[float]
+    whole: list[float]
+
+    def best(self) -> int:
+        """The index of the passage with the best support, then the best whole share, then the
+        best rank."""
+        return max(range(len(self.support)), key=lambda i: (self.support[i], self.whole[i], -i))
+
+    def outdoes(self, index: int, numbers: Sequence[int]) -> bool:
+        """Whether passage `index` clearly backs the sentence better than every passage the
+        model cited (1-based `numbers`): by `OVERRULE_MARGIN` more support where they fall
+        below `MIN_SUPPORT`, or, at no less support, by `OVERRULE_MARGIN` more whole share."""
+        cited_support = max((self.support[n - 1] for n in numbers), default=0.0)
+        cited_whole = max((self.whole[n - 1] for n in numbers), default=0.0)
+        support = self.support[index]
+        if cited_support < MIN_SUPPORT and support - cited_support >= OVERRULE_MARGIN:
+            return True
+        return support >= cited_support and self.whole[index] - cited_whole >= OVERRULE_MARGIN
+
+
+def backing(sentence: str, passages: Sequence[set[str]], question_words: set[str]) -> Backing:
     words = content_words(sentence)
     spread = Counter(word for words_of in passages for word in words_of & words)
-    scores = [support(sentence, words_of, question_words, spread) for words_of in passages]
-    ranked = [
-        (score, len(words & words_of), -index)
-        for index, (score, words_of) in enumerate(zip(scores, passages, strict=True))
-    ]
-    best, _, minus_index = max(ranked)
-    return -minus_index, best, scores
+    return Backing(
+        support=[support(sentence, words_of, question_words, spread) for words_of in passages],
+        whole=[_weighted_share(words, words_of, spread) for words_of in passages],
+    )
 
 
 def cite(answer: str, packed: PackedContext, question: str = "") -> Cited:
     """The written citations, then the attributed ones, and the sentences left uncited.
 
-    A written `[n]` stands when its passage supports the sentence, or when no passage does
-    (a paraphrase kb cannot check), or when no passage supports it by `OVERRULE_MARGIN` more.
-    When passage n does not support the sentence and another passage clearly does, the
-    sentence is attributed to that passage instead (`replaces` keeps the model's numbers), and
-    a written citation left with no sentence is dropped."""
+    A written `[n]` stands unless another passage reaches `MIN_SUPPORT` and clearly backs the
+    sentence better (`Backing.outdoes`); when no passage reaches it, the number stands (a
+    paraphrase kb cannot check). An overruled sentence is attributed to the better passage
+    (`replaces` keeps the model's numbers), and a written citation left with no sentence is
+    dropped."""
     written = resolve_citations(answer, packed)
     sentences = answer_sentences(answer)
     if any(is_refusal(sentence) for sentence in sentences) or not packed.passages:
@@ -209,10 +230,10 @@ def cite(answer: str, packed: PackedContext, question: str = "") -> Cited:
             for number in numbers:
                 by_number[number].sentences.append(sentence)
             continue
-        index, score, scores = best_passage(sentence, passage_words, question_words)
-        written_support = max((scores[n - 1] for n in numbers), default=0.0)
-        backed = written_support >= MIN_SUPPORT or score - written_support < OVERRULE_MARGIN
-        if numbers and (backed or score < MIN_SUPPORT):
+        backed_by = backing(sentence, passage_words, question_words)
+        index = backed_by.best()
+        score = backed_by.support[index]
+        if numbers and (not backed_by.outdoes(index, numbers) or score < MIN_SUPPORT):
             for number in numbers:
                 by_number[number].sentences.append(sentence)
             continue

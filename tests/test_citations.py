@@ -240,6 +240,22 @@ def test_a_paraphrase_of_the_cited_passage_keeps_its_number_against_a_near_rival
     assert [(c.n, c.kind) for c in cited.citations] == [(1, WRITTEN)]
 
 
+def test_a_written_number_whose_passage_holds_only_the_answer_word_yields_to_a_whole_match() -> (
+    None
+):
+    # seen with Qwen2.5-Coder-0.5B on eval/sample: both passages hold "two", the only word the
+    # answer adds to the question, but only the second is about video call slots at all
+    policy = "A project that has not taken its two copies of the data may not book station places."
+    slots = "Each person may book at most two video call slots per week in the Comms Office."
+    answer = "According to [1], each person may book at most two slots per week."
+    question = "How many personal video call slots may each person book per week?"
+    cited = cite(answer, packed_of(policy, slots), question)
+    assert [(c.n, c.kind, c.replaces) for c in cited.citations] == [(2, ATTRIBUTED, [1])]
+    # cited right, it stands
+    cited = cite(answer.replace("[1]", "[2]"), packed_of(policy, slots), question)
+    assert [(c.n, c.kind) for c in cited.citations] == [(2, WRITTEN)]
+
+
 @pytest.mark.parametrize(
     "answer",
     [
