@@ -191,10 +191,10 @@ class Backing:
         below `MIN_SUPPORT`, or, at no less support, by `OVERRULE_MARGIN` more whole share."""
         cited_support = max((self.support[n - 1] for n in numbers), default=0.0)
         cited_whole = max((self.whole[n - 1] for n in numbers), default=0.0)
-        support = self.support[index]
-        if cited_support < MIN_SUPPORT and support - cited_support >= OVERRULE_MARGIN:
+        rival = self.support[index]
+        if cited_support < MIN_SUPPORT and rival - cited_support >= OVERRULE_MARGIN:
             return True
-        return support >= cited_support and self.whole[index] - cited_whole >= OVERRULE_MARGIN
+        return rival >= cited_support and self.whole[index] - cited_whole >= OVERRULE_MARGIN
 
 
 def backing(sentence: str, passages: Sequence[set[str]], question_words: set[str]) -> Backing:

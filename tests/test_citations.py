@@ -240,9 +240,7 @@ def test_a_paraphrase_of_the_cited_passage_keeps_its_number_against_a_near_rival
     assert [(c.n, c.kind) for c in cited.citations] == [(1, WRITTEN)]
 
 
-def test_a_written_number_whose_passage_holds_only_the_answer_word_yields_to_a_whole_match() -> (
-    None
-):
+def test_a_written_number_holding_only_the_added_word_yields_to_a_whole_match() -> None:
     # seen with Qwen2.5-Coder-0.5B on eval/sample: both passages hold "two", the only word the
     # answer adds to the question, but only the second is about video call slots at all
     policy = "A project that has not taken its two copies of the data may not book station places."
