@@ -44,7 +44,7 @@ def _add_ask_command(subcommands: Any) -> None:
         description="Retrieve passages, pack them into the model's window and stream the "
         "model's answer, then list the cited sources.",
     )
-    ask.add_argument("question")
+    ask.add_argument("question", type=_question)
     ask.add_argument(
         "--model",
         help="a model id (name@server) or name from `python -m rag models` (default: KB_MODEL)",
@@ -63,6 +63,12 @@ def _add_ask_command(subcommands: Any) -> None:
         "--under", type=Path, metavar="FOLDER", help="only documents under this folder"
     )
     ask.set_defaults(run=run_ask)
+
+
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError('the question is empty: ask in quotes, rag ask "..."')
+    return text
 
 
 def search_filters(args: argparse.Namespace, services: Services) -> SearchFilters | None:

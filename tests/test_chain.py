@@ -358,6 +358,16 @@ def test_cli_errors_are_one_line_without_traceback(
     assert "ollama pull nope:1b" in err
 
 
+@pytest.mark.parametrize("question", ["", "   "])
+def test_cli_refuses_an_empty_question_in_one_sentence(
+    question: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["ask", question, "--search"])
+    assert exit_.value.code == 2
+    assert "the question is empty" in capsys.readouterr().err
+
+
 def test_cli_search_works_without_ollama(
     kb: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
