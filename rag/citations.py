@@ -2,15 +2,15 @@
 
 A citation is *written* when the model wrote its `[n]`, *attributed* when kb found the passage.
 A sentence of the answer that carries no `[n]` of a packed passage is attributed to the packed
-passage that supports it best, by content-word overlap (`support`), when that support reaches
-`MIN_SUPPORT`. Support counts the words the sentence adds to the question (the question's own
-words are in every retrieved passage, so they do not tell passages apart), each weighted by how
-few packed passages hold it; ties go to the passage holding the larger weighted share of all the
-sentence's words (`Backing.whole`), then to the better-ranked one. A sentence with an `[n]` is
-attributed instead when another passage clearly backs it better (`Backing.outdoes`: the model
-picked the wrong number). A sentence no passage supports stays uncited and is listed in
-`Cited.uncited_sentences`. A refusal ("The provided passages do not contain the answer.") is
-never attributed, nor is any sentence of an answer that refuses.
+passage that supports it best, by content-word overlap (`Backing.support`), when that support
+reaches `MIN_SUPPORT`. Support counts the words the sentence adds to the question (the
+question's own words are in every retrieved passage, so they do not tell passages apart), each
+weighted by how few packed passages hold it; ties go to the passage holding the larger weighted
+share of all the sentence's words (`Backing.whole`), then to the better-ranked one. A sentence
+with an `[n]` is attributed instead when another passage clearly backs it better
+(`Backing.outdoes`: the model picked the wrong number). A sentence no passage supports stays
+uncited and is listed in `Cited.uncited_sentences`. A refusal ("The provided passages do not
+contain the answer.") is never attributed, nor is any sentence of an answer that refuses.
 """
 
 from __future__ import annotations
@@ -150,21 +150,10 @@ def content_words(text: str) -> set[str]:
     return {_stem(w) for w in words if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
 
 
-def support(
-    sentence: str,
-    passage_words: set[str],
-    question_words: set[str],
-    spread: dict[str, int] | None = None,
-) -> float:
-    """Share of the sentence's content words beyond the question's that the passage holds
-    (of all its content words when it adds none), each word weighted 1/(number of packed
-    passages holding it): a name found in one passage counts more than a word found in all.
-    A word in no passage weighs 1."""
-    words = content_words(sentence)
-    return _weighted_share(words - question_words or words, passage_words, spread or {})
-
-
 def _weighted_share(words: set[str], passage_words: set[str], spread: dict[str, int]) -> float:
+    """Share of `words` the passage holds, each word weighted 1/(number of packed passages
+    holding it, `spread`): a name found in one passage counts more than a word found in all.
+    A word in no passage weighs 1."""
     weights = {word: 1 / max(1, spread.get(word, 0)) for word in words}
     total = sum(weights.values())
     held = sum(weight for word, weight in weights.items() if word in passage_words)
@@ -173,9 +162,10 @@ def _weighted_share(words: set[str], passage_words: set[str], spread: dict[str, 
 
 @dataclass(frozen=True)
 class Backing:
-    """How well each packed passage backs one sentence: `support` (the words the sentence adds
-    to the question) and `whole`, the same weighted share of all its content words, the
-    question's included, which tells passages apart when the added words are in several."""
+    """How well each packed passage backs one sentence: `support`, the weighted share of the
+    content words the sentence adds to the question (of all its content words when it adds
+    none), and `whole`, the same share of all its content words, the question's included,
+    which tells passages apart when the added words are in several."""
 
     support: list[float]
     whole: list[float]
@@ -199,9 +189,10 @@ class Backing:
 
 def backing(sentence: str, passages: Sequence[set[str]], question_words: set[str]) -> Backing:
     words = content_words(sentence)
+    added = words - question_words or words
     spread = Counter(word for words_of in passages for word in words_of & words)
     return Backing(
-        support=[support(sentence, words_of, question_words, spread) for words_of in passages],
+        support=[_weighted_share(added, words_of, spread) for words_of in passages],
         whole=[_weighted_share(words, words_of, spread) for words_of in passages],
     )
 

@@ -427,7 +427,7 @@ class Embedder:
 
     @property
     def runtime(self) -> _OnnxRuntime:
-        self.model  # noqa: B018 - loading the model opens the sessions
+        self.load()  # loading the model opens the sessions
         assert self._runtime is not None, "not an ONNX backend"
         return self._runtime
 
